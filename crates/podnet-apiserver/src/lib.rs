@@ -1,0 +1,1 @@
+//! podnet-apiserver (being built).

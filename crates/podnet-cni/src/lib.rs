@@ -1,0 +1,1 @@
+//! podnet-cni (being built).

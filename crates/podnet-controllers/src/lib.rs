@@ -1,0 +1,1 @@
+//! podnet-controllers (being built).

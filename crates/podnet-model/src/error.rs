@@ -1,0 +1,12 @@
+//! The one error type of this crate.
+
+/// Everything that can go wrong in the model layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A selector string could not be parsed.
+    #[error("invalid selector {selector:?}: {reason}")]
+    InvalidSelector { selector: String, reason: String },
+    /// A patch document could not be applied.
+    #[error("invalid patch: {0}")]
+    InvalidPatch(String),
+}

@@ -1,0 +1,1 @@
+//! podnet-netlink (being built).

@@ -1,0 +1,1 @@
+//! podnet-netplan (being built).

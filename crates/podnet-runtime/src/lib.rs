@@ -1,0 +1,1 @@
+//! podnet-runtime (being built).

@@ -1,0 +1,2 @@
+//! `podnet`: the one binary (server, agent, up, down, node exec, tooling).
+fn main() {}
