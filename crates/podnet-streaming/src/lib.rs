@@ -1,0 +1,1 @@
+//! podnet-streaming (being built).
