@@ -9,4 +9,8 @@ pub enum ModelError {
     /// A patch document could not be applied.
     #[error("invalid patch: {0}")]
     InvalidPatch(String),
+    /// A field selector names a field the resource cannot be selected by
+    /// (the message is upstream's, which clients match on).
+    #[error("field label not supported: {field}")]
+    UnsupportedFieldLabel { field: String },
 }
