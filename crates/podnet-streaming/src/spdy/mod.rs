@@ -3,3 +3,10 @@
 //! one byte stream ([`session`]).
 
 pub mod frame;
+pub mod session;
+
+pub use frame::HeaderList;
+pub use session::{Role, SessionCloser, SpdySession, SpdyStream, SpdyStreamReceiver, SpdyStreamSender};
+
+#[cfg(test)]
+mod tests;
