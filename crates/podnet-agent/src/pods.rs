@@ -1,0 +1,939 @@
+//! Pod workers: make the node's sandboxes and containers match the pods bound
+//! to it, and report their status. Every sync is idempotent and converges
+//! from whatever is on disk and in the runtime, including half-done work left
+//! by a crash or an agent restart (running containers are adopted, not
+//! restarted).
+
+use crate::backend::{
+    ContainerBackend, ContainerLaunch, ImageInfo, Mount, RuntimeContainer, RuntimeState, Sandbox,
+    SandboxBackend, SandboxRequest,
+};
+use crate::dns::{pod_hosts_file, pod_resolv_conf, ClusterDns, ResolvConf};
+use crate::status::{pod_status, ContainerObservation, ObservedState, PodObservation, Terminated};
+use crate::AgentError;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Shared state of the pod workers.
+pub struct PodManager {
+    pub node_name: String,
+    pub host_ip: String,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub cluster_dns: ClusterDns,
+    pub node_resolv: ResolvConf,
+    pub sandboxes: Arc<dyn SandboxBackend>,
+    pub containers: Arc<dyn ContainerBackend>,
+    pub pods_api: Api<Pod>,
+    /// Per-pod serialisation of syncs.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodMemory>>>>,
+    /// Readiness results by container id (written by probers).
+    pub readiness: Arc<Mutex<HashMap<String, bool>>>,
+}
+
+/// What a pod worker remembers between syncs (not needed for correctness
+/// after a restart: everything is re-derived from disk and the runtime).
+#[derive(Default)]
+pub struct PodMemory {
+    last_status: Option<serde_json::Value>,
+    /// When the container (by name) may be restarted again.
+    backoff_until: HashMap<String, Instant>,
+    image_errors: HashMap<String, String>,
+}
+
+fn pod_key(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl PodManager {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node_name: String,
+        host_ip: String,
+        state_dir: PathBuf,
+        log_dir: PathBuf,
+        cluster_dns: ClusterDns,
+        node_resolv: ResolvConf,
+        sandboxes: Arc<dyn SandboxBackend>,
+        containers: Arc<dyn ContainerBackend>,
+        pods_api: Api<Pod>,
+    ) -> Self {
+        PodManager {
+            node_name,
+            host_ip,
+            state_dir,
+            log_dir,
+            cluster_dns,
+            node_resolv,
+            sandboxes,
+            containers,
+            pods_api,
+            locks: Mutex::new(HashMap::new()),
+            readiness: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn pods_dir(&self) -> PathBuf {
+        self.state_dir.join("pods")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.pods_dir().join(uid)
+    }
+
+    fn lock_for(&self, uid: &str) -> Arc<tokio::sync::Mutex<PodMemory>> {
+        self.locks
+            .lock()
+            .expect("locks")
+            .entry(uid.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn forget(&self, uid: &str) {
+        self.locks.lock().expect("locks").remove(uid);
+    }
+
+    /// The sandbox recorded on disk for a pod, if any.
+    pub fn load_sandbox(&self, uid: &str) -> Option<Sandbox> {
+        let text = std::fs::read_to_string(self.pod_dir(uid).join("sandbox.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Pod uids that have state on this node.
+    pub fn known_pod_uids(&self) -> Vec<String> {
+        std::fs::read_dir(self.pods_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Bring one pod to its desired state.
+    pub async fn sync(self: &Arc<Self>, pod: Pod) -> Result<(), AgentError> {
+        let uid = pod_key(&pod);
+        if uid.is_empty() {
+            return Ok(());
+        }
+        let lock = self.lock_for(&uid);
+        let mut memory = lock.lock().await;
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(&uid, Some(&pod)).await?;
+            drop(memory);
+            self.forget(&uid);
+            return Ok(());
+        }
+        self.sync_running(&pod, &mut memory).await
+    }
+
+    /// Tear down a pod that is gone from the API (or being deleted).
+    pub async fn terminate(
+        self: &Arc<Self>,
+        uid: &str,
+        pod: Option<&Pod>,
+    ) -> Result<(), AgentError> {
+        let grace = pod
+            .and_then(|p| p.metadata.deletion_grace_period_seconds)
+            .or_else(|| {
+                pod.and_then(|p| p.spec.as_ref())
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0) as u64;
+        let containers = self.containers.clone();
+        let uid_owned = uid.to_string();
+        let stop_signals: HashMap<String, Option<String>> = HashMap::new();
+        blocking(move || {
+            let ours: Vec<RuntimeContainer> = containers
+                .list()
+                .map_err(AgentError::Runtime)?
+                .into_iter()
+                .filter(|c| c.pod_uid == uid_owned)
+                .collect();
+            // Stop in parallel so the grace period is not multiplied.
+            let handles: Vec<_> = ours
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.state,
+                        RuntimeState::Running { .. } | RuntimeState::Created
+                    )
+                })
+                .map(|c| {
+                    let containers = containers.clone();
+                    let id = c.id.clone();
+                    let signal = stop_signals.get(&c.name).cloned().flatten();
+                    std::thread::spawn(move || {
+                        containers.stop(&id, Duration::from_secs(grace), signal.as_deref())
+                    })
+                })
+                .collect();
+            for handle in handles {
+                if let Ok(Err(error)) = handle.join() {
+                    tracing::warn!("stopping a container of pod {uid_owned}: {error}");
+                }
+            }
+            for container in &ours {
+                containers
+                    .remove(&container.id)
+                    .map_err(AgentError::Runtime)?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(sandbox) = self.load_sandbox(uid) {
+            let sandboxes = self.sandboxes.clone();
+            blocking(move || sandboxes.remove(&sandbox).map_err(AgentError::Network)).await?;
+        }
+        let pod_dir = self.pod_dir(uid);
+        crate::volumes::remove_pod_volumes(&pod_dir)?;
+        match std::fs::remove_dir_all(&pod_dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(AgentError::io(&pod_dir, error)),
+        }
+        if let Some(pod) = pod {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match self.pods_api_for(pod).delete(&name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                Err(error) => return Err(AgentError::api("finish pod deletion")(error)),
+            }
+        }
+        tracing::info!(pod = uid, "pod torn down");
+        Ok(())
+    }
+
+    fn pods_api_for(&self, pod: &Pod) -> Api<Pod> {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        Api::namespaced(self.pods_api.clone().into_client(), namespace)
+    }
+
+    async fn ensure_sandbox(&self, pod: &Pod) -> Result<Sandbox, AgentError> {
+        let uid = pod_key(pod);
+        if let Some(sandbox) = self.load_sandbox(&uid) {
+            return Ok(sandbox);
+        }
+        let pod_dir = self.pod_dir(&uid);
+        std::fs::create_dir_all(&pod_dir).map_err(|e| AgentError::io(&pod_dir, e))?;
+        // Record the intended sandbox id before creating anything, so a crash
+        // in the middle leaves a name the next sync can clean up.
+        let intent = pod_dir.join("sandbox-intent");
+        let id = match std::fs::read_to_string(&intent) {
+            Ok(previous) => {
+                // A half-created sandbox from before: remove its remains first.
+                let previous = previous.trim().to_string();
+                let stale = Sandbox {
+                    id: previous.clone(),
+                    netns_path: PathBuf::new(),
+                    ipc_path: pod_dir.join("ns/ipc"),
+                    uts_path: pod_dir.join("ns/uts"),
+                    ip: String::new(),
+                    created: String::new(),
+                };
+                let sandboxes = self.sandboxes.clone();
+                blocking(move || sandboxes.remove(&stale).map_err(AgentError::Network)).await?;
+                new_sandbox_id()
+            }
+            Err(_) => new_sandbox_id(),
+        };
+        std::fs::write(&intent, &id).map_err(|e| AgentError::io(&intent, e))?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let request = SandboxRequest {
+            id,
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod_name: pod.metadata.name.clone().unwrap_or_default(),
+            pod_uid: uid.clone(),
+            hostname: spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
+            pod_dir: pod_dir.clone(),
+        };
+        let sandboxes = self.sandboxes.clone();
+        let sandbox =
+            blocking(move || sandboxes.create(&request).map_err(AgentError::Network)).await?;
+        let record = pod_dir.join("sandbox.json");
+        let text = serde_json::to_string_pretty(&sandbox).expect("sandbox serialises");
+        let temporary = pod_dir.join("sandbox.json.tmp");
+        std::fs::write(&temporary, text).map_err(|e| AgentError::io(&temporary, e))?;
+        std::fs::rename(&temporary, &record).map_err(|e| AgentError::io(&record, e))?;
+        let _ = std::fs::remove_file(&intent);
+        Ok(sandbox)
+    }
+
+    fn write_pod_files(
+        &self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+    ) -> Result<(PathBuf, PathBuf, PathBuf), AgentError> {
+        let dir = self.pod_dir(&pod_key(pod)).join("etc");
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        let hosts = dir.join("hosts");
+        let resolv = dir.join("resolv.conf");
+        let hostname = dir.join("hostname");
+        let spec = pod.spec.clone().unwrap_or_default();
+        let name = spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+        write_if_changed(&hosts, &pod_hosts_file(pod, &sandbox.ip, &self.cluster_dns))?;
+        write_if_changed(
+            &resolv,
+            &pod_resolv_conf(pod, &self.node_resolv, &self.cluster_dns).render(),
+        )?;
+        write_if_changed(&hostname, &format!("{name}\n"))?;
+        Ok((hosts, resolv, hostname))
+    }
+
+    async fn sync_running(
+        self: &Arc<Self>,
+        pod: &Pod,
+        memory: &mut PodMemory,
+    ) -> Result<(), AgentError> {
+        let uid = pod_key(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let restart_policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let mut observation = PodObservation {
+            host_ip: self.host_ip.clone(),
+            start_time: Some(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .map(|t| t.0)
+                    .unwrap_or_else(jiff::Timestamp::now),
+            ),
+            ..Default::default()
+        };
+        let sandbox = match self.ensure_sandbox(pod).await {
+            Ok(sandbox) => sandbox,
+            Err(error) => {
+                observation.sandbox_error = Some(format!("failed to create pod sandbox: {error}"));
+                for container in &spec.containers {
+                    observation.containers.push(waiting(
+                        container,
+                        "ContainerCreating",
+                        Some(error.to_string()),
+                    ));
+                }
+                self.report(pod, &observation, memory).await?;
+                return Err(error);
+            }
+        };
+        observation.sandbox_ready = true;
+        observation.pod_ip = Some(sandbox.ip.clone());
+        let (hosts, resolv, hostname) = self.write_pod_files(pod, &sandbox)?;
+        let volume_mounts = crate::volumes::prepare_volumes(pod, &self.pod_dir(&uid))?;
+
+        let containers = self.containers.clone();
+        let runtime_list = blocking(move || containers.list().map_err(AgentError::Runtime)).await?;
+        let ours: Vec<RuntimeContainer> = runtime_list
+            .into_iter()
+            .filter(|c| c.pod_uid == uid)
+            .collect();
+
+        let context = LaunchContext {
+            pod,
+            sandbox: &sandbox,
+            hosts: &hosts,
+            resolv: &resolv,
+            hostname: &hostname,
+            volume_mounts: &volume_mounts,
+        };
+        // Init containers run one at a time, in order, each to success.
+        let mut init_done = true;
+        for container in spec.init_containers.iter().flatten() {
+            if !init_done {
+                observation
+                    .init_containers
+                    .push(waiting(container, "PodInitializing", None));
+                continue;
+            }
+            let latest = latest_attempt(&ours, &container.name);
+            let init_policy = if restart_policy == "Always" {
+                "OnFailure"
+            } else {
+                restart_policy.as_str()
+            };
+            let observed = self
+                .drive_container(container, latest, &ours, init_policy, &context, memory)
+                .await;
+            if !matches!(&observed.state, ObservedState::Terminated(t) if t.exit_code == 0) {
+                init_done = false;
+            }
+            observation.init_containers.push(observed);
+        }
+        for container in &spec.containers {
+            if !init_done {
+                observation
+                    .containers
+                    .push(waiting(container, "PodInitializing", None));
+                continue;
+            }
+            let latest = latest_attempt(&ours, &container.name);
+            let observed = self
+                .drive_container(container, latest, &ours, &restart_policy, &context, memory)
+                .await;
+            observation.containers.push(observed);
+        }
+        self.report(pod, &observation, memory).await
+    }
+
+    /// Start, restart or leave one container, and say what it looks like.
+    async fn drive_container(
+        &self,
+        container: &Container,
+        latest: Option<&RuntimeContainer>,
+        all: &[RuntimeContainer],
+        restart_policy: &str,
+        context: &LaunchContext<'_>,
+        memory: &mut PodMemory,
+    ) -> ContainerObservation {
+        let restart_count = all
+            .iter()
+            .filter(|c| c.name == container.name)
+            .map(|c| c.attempt)
+            .max()
+            .unwrap_or(0) as i32;
+        let previous_exit = |before: Option<&RuntimeContainer>| -> Option<Terminated> {
+            before.and_then(|c| match &c.state {
+                RuntimeState::Exited {
+                    exit_code,
+                    reason,
+                    started_at,
+                    finished_at,
+                } => Some(Terminated {
+                    exit_code: *exit_code,
+                    signal: None,
+                    reason: reason.clone(),
+                    message: None,
+                    started_at: *started_at,
+                    finished_at: *finished_at,
+                    container_id: Some(format!("podnet://{}", c.id)),
+                }),
+                _ => None,
+            })
+        };
+        let should_start = match latest.map(|c| &c.state) {
+            None => true,
+            Some(RuntimeState::Running { .. }) | Some(RuntimeState::Created) => false,
+            Some(RuntimeState::Exited { exit_code, .. }) => match restart_policy {
+                "Always" => true,
+                "OnFailure" => *exit_code != 0,
+                _ => false,
+            },
+        };
+        let mut observed = match latest {
+            Some(current) => observe(container, current, all),
+            None => waiting(container, "ContainerCreating", None),
+        };
+        if !should_start {
+            if let ObservedState::Running { .. } = observed.state {
+                let ready_probe = container.readiness_probe.is_some();
+                let id = latest.map(|c| c.id.clone()).unwrap_or_default();
+                observed.ready = if ready_probe {
+                    self.readiness
+                        .lock()
+                        .expect("readiness")
+                        .get(&id)
+                        .copied()
+                        .unwrap_or(false)
+                } else {
+                    true
+                };
+            }
+            return observed;
+        }
+        let attempt = latest.map(|c| c.attempt + 1).unwrap_or(0);
+        if latest.is_some() {
+            // A restart: honour the back-off.
+            let until = *memory
+                .backoff_until
+                .entry(container.name.clone())
+                .or_insert_with(|| {
+                    Instant::now() + crate::status::restart_backoff(restart_count.saturating_sub(1))
+                });
+            if Instant::now() < until {
+                return ContainerObservation {
+                    state: ObservedState::Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: Some(format!(
+                            "back-off {}s restarting failed container={} pod={}",
+                            crate::status::restart_backoff(restart_count.saturating_sub(1))
+                                .as_secs(),
+                            container.name,
+                            context.pod.metadata.name.as_deref().unwrap_or("")
+                        )),
+                    },
+                    last_terminated: previous_exit(latest),
+                    ..observed
+                };
+            }
+            memory.backoff_until.remove(&container.name);
+        }
+        let image_reference = container.image.clone().unwrap_or_default();
+        let containers = self.containers.clone();
+        let reference = image_reference.clone();
+        let image = match blocking(move || {
+            containers
+                .ensure_image(&reference)
+                .map_err(AgentError::Runtime)
+        })
+        .await
+        {
+            Ok(image) => {
+                memory.image_errors.remove(&container.name);
+                image
+            }
+            Err(error) => {
+                let seen_before = memory
+                    .image_errors
+                    .insert(container.name.clone(), error.to_string())
+                    .is_some();
+                return ContainerObservation {
+                    state: ObservedState::Waiting {
+                        reason: if seen_before {
+                            "ImagePullBackOff"
+                        } else {
+                            "ErrImagePull"
+                        }
+                        .into(),
+                        message: Some(error.to_string()),
+                    },
+                    ..observed
+                };
+            }
+        };
+        let launch = build_launch(container, attempt, image, context, &self.log_dir);
+        let containers = self.containers.clone();
+        match blocking(move || containers.start(&launch).map_err(AgentError::Runtime)).await {
+            Ok(id) => {
+                tracing::info!(container = container.name, id, "started container");
+                ContainerObservation {
+                    container_id: Some(format!("podnet://{id}")),
+                    state: ObservedState::Running {
+                        started_at: jiff::Timestamp::now(),
+                    },
+                    last_terminated: previous_exit(latest),
+                    restart_count: attempt as i32,
+                    ready: container.readiness_probe.is_none(),
+                    started: container.startup_probe.is_none(),
+                    ..observed
+                }
+            }
+            Err(error) => {
+                observed.state = ObservedState::Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: Some(error.to_string()),
+                };
+                observed
+            }
+        }
+    }
+
+    async fn report(
+        &self,
+        pod: &Pod,
+        observation: &PodObservation,
+        memory: &mut PodMemory,
+    ) -> Result<(), AgentError> {
+        let status = pod_status(
+            pod,
+            observation,
+            pod.status.as_ref(),
+            jiff::Timestamp::now(),
+        );
+        let mut value = serde_json::to_value(&status).expect("status serialises");
+        // Transition times make every status look new: compare without them.
+        let comparable = strip_times(&value);
+        if memory.last_status.as_ref() == Some(&comparable) {
+            return Ok(());
+        }
+        if let Some(object) = value.as_object_mut() {
+            object.retain(|_, v| !v.is_null());
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({ "status": value });
+        match self
+            .pods_api_for(pod)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                memory.last_status = Some(comparable);
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(AgentError::api("update pod status")(error)),
+        }
+    }
+}
+
+struct LaunchContext<'a> {
+    pod: &'a Pod,
+    sandbox: &'a Sandbox,
+    hosts: &'a Path,
+    resolv: &'a Path,
+    hostname: &'a Path,
+    volume_mounts: &'a HashMap<String, PathBuf>,
+}
+
+fn strip_times(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "lastTransitionTime" | "lastProbeTime"))
+                .map(|(key, v)| (key.clone(), strip_times(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(strip_times).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn new_sandbox_id() -> String {
+    format!("cni-{}", uuid::Uuid::new_v4())
+}
+
+fn write_if_changed(path: &Path, content: &str) -> Result<(), AgentError> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(content) {
+        return Ok(());
+    }
+    std::fs::write(path, content).map_err(|e| AgentError::io(path, e))
+}
+
+fn latest_attempt<'a>(all: &'a [RuntimeContainer], name: &str) -> Option<&'a RuntimeContainer> {
+    all.iter()
+        .filter(|c| c.name == name)
+        .max_by_key(|c| c.attempt)
+}
+
+fn waiting(container: &Container, reason: &str, message: Option<String>) -> ContainerObservation {
+    ContainerObservation {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        container_id: None,
+        state: ObservedState::Waiting {
+            reason: reason.into(),
+            message,
+        },
+        last_terminated: None,
+        restart_count: 0,
+        ready: false,
+        started: false,
+    }
+}
+
+fn observe(
+    container: &Container,
+    current: &RuntimeContainer,
+    all: &[RuntimeContainer],
+) -> ContainerObservation {
+    let previous = all
+        .iter()
+        .filter(|c| c.name == current.name && c.attempt + 1 == current.attempt)
+        .find_map(|c| match &c.state {
+            RuntimeState::Exited {
+                exit_code,
+                reason,
+                started_at,
+                finished_at,
+            } => Some(Terminated {
+                exit_code: *exit_code,
+                signal: None,
+                reason: reason.clone(),
+                message: None,
+                started_at: *started_at,
+                finished_at: *finished_at,
+                container_id: Some(format!("podnet://{}", c.id)),
+            }),
+            _ => None,
+        });
+    let state = match &current.state {
+        RuntimeState::Created => ObservedState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+        },
+        RuntimeState::Running { started_at } => ObservedState::Running {
+            started_at: *started_at,
+        },
+        RuntimeState::Exited {
+            exit_code,
+            reason,
+            started_at,
+            finished_at,
+        } => ObservedState::Terminated(Terminated {
+            exit_code: *exit_code,
+            signal: None,
+            reason: reason.clone(),
+            message: None,
+            started_at: *started_at,
+            finished_at: *finished_at,
+            container_id: Some(format!("podnet://{}", current.id)),
+        }),
+    };
+    ContainerObservation {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        image_id: current.image_id.clone(),
+        container_id: Some(format!("podnet://{}", current.id)),
+        state,
+        last_terminated: previous,
+        restart_count: current.attempt as i32,
+        ready: false,
+        started: true,
+    }
+}
+
+/// The argv of a container by Kubernetes rules: `command` replaces the
+/// image's entrypoint (and drops its cmd), `args` replaces the cmd.
+pub fn resolve_argv(container: &Container, image: &ImageInfo) -> Vec<String> {
+    let env: HashMap<String, String> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+        .collect();
+    let expand = |arg: &String| expand_vars(arg, &env);
+    match (&container.command, &container.args) {
+        (Some(command), Some(args)) => command.iter().chain(args.iter()).map(expand).collect(),
+        (Some(command), None) => command.iter().map(expand).collect(),
+        (None, Some(args)) => image
+            .entrypoint
+            .iter()
+            .cloned()
+            .chain(args.iter().map(expand))
+            .collect(),
+        (None, None) => image
+            .entrypoint
+            .iter()
+            .chain(image.cmd.iter())
+            .cloned()
+            .collect(),
+    }
+}
+
+/// `$(VAR)` expansion as the kubelet does it; `$$(VAR)` escapes.
+pub fn expand_vars(input: &str, env: &HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = input;
+    while let Some(position) = rest.find('$') {
+        out.push_str(&rest[..position]);
+        let tail = &rest[position..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("$(") {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match env.get(name) {
+                        Some(value) => out.push_str(value),
+                        None => out.push_str(&tail[..end + 3]),
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str(tail);
+                    rest = "";
+                }
+            }
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn build_launch(
+    container: &Container,
+    attempt: u32,
+    image: ImageInfo,
+    context: &LaunchContext<'_>,
+    log_dir: &Path,
+) -> ContainerLaunch {
+    let pod = context.pod;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod_key(pod);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut env: Vec<String> = image.env.clone();
+    let mut env_map: HashMap<String, String> = HashMap::new();
+    for variable in container.env.iter().flatten() {
+        let value = variable
+            .value
+            .clone()
+            .map(|v| expand_vars(&v, &env_map))
+            .or_else(|| crate::volumes::field_ref_value(pod, context.sandbox, variable))
+            .unwrap_or_default();
+        env_map.insert(variable.name.clone(), value.clone());
+        env.retain(|existing| existing.split('=').next() != Some(variable.name.as_str()));
+        env.push(format!("{}={value}", variable.name));
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!(
+            "HOSTNAME={}",
+            spec.hostname.clone().unwrap_or_else(|| name.clone())
+        ));
+    }
+    let mut mounts = vec![
+        Mount {
+            source: context.hosts.to_path_buf(),
+            destination: "/etc/hosts".into(),
+            read_only: false,
+        },
+        Mount {
+            source: context.resolv.to_path_buf(),
+            destination: "/etc/resolv.conf".into(),
+            read_only: false,
+        },
+        Mount {
+            source: context.hostname.to_path_buf(),
+            destination: "/etc/hostname".into(),
+            read_only: false,
+        },
+    ];
+    for volume_mount in container.volume_mounts.iter().flatten() {
+        if let Some(source) = context.volume_mounts.get(&volume_mount.name) {
+            let source = match &volume_mount.sub_path {
+                Some(sub) if !sub.is_empty() => {
+                    let path = source.join(sub);
+                    let _ = std::fs::create_dir_all(&path);
+                    path
+                }
+                _ => source.clone(),
+            };
+            mounts.push(Mount {
+                source,
+                destination: volume_mount.mount_path.clone(),
+                read_only: volume_mount.read_only.unwrap_or(false),
+            });
+        }
+    }
+    let limits = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let requests = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
+    let memory_limit_bytes = limits
+        .get("memory")
+        .and_then(|q| crate::volumes::parse_quantity_bytes(&q.0));
+    let cpu_request = requests
+        .get("cpu")
+        .or(limits.get("cpu"))
+        .and_then(|q| crate::volumes::parse_cpu_millis(&q.0));
+    let cpu_limit = limits
+        .get("cpu")
+        .and_then(|q| crate::volumes::parse_cpu_millis(&q.0));
+    ContainerLaunch {
+        pod_namespace: namespace.clone(),
+        pod_name: name.clone(),
+        pod_uid: uid.clone(),
+        name: container.name.clone(),
+        attempt,
+        argv: resolve_argv(container, &image),
+        env,
+        working_dir: container
+            .working_dir
+            .clone()
+            .or_else(|| image.working_dir.clone()),
+        hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
+        sandbox: context.sandbox.clone(),
+        mounts,
+        tty: container.tty.unwrap_or(false),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        memory_limit_bytes,
+        cpu_shares: cpu_request.map(|millis| (millis * 1024 / 1000).max(2)),
+        cpu_quota_micros: cpu_limit.map(|millis| (millis * 100) as i64),
+        log_path: log_dir
+            .join(format!("{namespace}_{name}_{uid}"))
+            .join(&container.name)
+            .join(format!("{attempt}.log")),
+        image,
+    }
+}
+
+/// Run blocking runtime work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AgentError::Internal(format!("worker thread failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ImageInfo {
+        ImageInfo {
+            reference: "docker.io/library/nginx:latest".into(),
+            id: "sha256:1".into(),
+            entrypoint: vec!["/docker-entrypoint.sh".into()],
+            cmd: vec!["nginx".into(), "-g".into(), "daemon off;".into()],
+            env: vec![],
+            working_dir: None,
+            stop_signal: None,
+        }
+    }
+
+    fn container(yaml: &str) -> Container {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn argv_follows_kubernetes_rules() {
+        assert_eq!(
+            resolve_argv(&container("name: a"), &image()),
+            vec!["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]
+        );
+        assert_eq!(
+            resolve_argv(&container("name: a\ncommand: [sleep, '10']"), &image()),
+            vec!["sleep", "10"]
+        );
+        assert_eq!(
+            resolve_argv(&container("name: a\nargs: [nginx, -T]"), &image()),
+            vec!["/docker-entrypoint.sh", "nginx", "-T"]
+        );
+        assert_eq!(
+            resolve_argv(&container("name: a\ncommand: [echo]\nargs: ['$(GREETING) $$(X)']\nenv: [{name: GREETING, value: hi}]"), &image()),
+            vec!["echo", "hi $(X)"]
+        );
+    }
+
+    #[test]
+    fn unknown_variables_stay_as_written() {
+        let env = HashMap::new();
+        assert_eq!(expand_vars("$(NOPE) and $HOME", &env), "$(NOPE) and $HOME");
+    }
+}

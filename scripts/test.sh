@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole podnet test suite (unit, snapshot, real-kernel and end-to-end
+# tests with the real kubectl). Needs root: tests create network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --workspace --bins
+# The end-to-end tests start the podnet binary built above.
+export PODNET_BIN="$PWD/target/debug/podnet"
+export PATH="$PWD/target/debug:$PATH"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --test-threads 4 "$@"
+else
+  cargo test --workspace --no-fail-fast "$@" -- --test-threads 4
+fi
