@@ -1,0 +1,338 @@
+//! Watches: the store's events for a collection turned into the
+//! `{"type": ..., "object": ...}` lines kubectl reads, with selectors,
+//! bookmarks, timeouts and Table rendering.
+
+use crate::objects::collection_prefix;
+use crate::request::{Query, ResourceTarget};
+use crate::rest::{decode_record, Rest};
+use crate::ApiError;
+use bytes::Bytes;
+use podnet_model::registry::ResourceInfo;
+use podnet_model::selector::{FieldSelector, LabelSelector};
+use podnet_model::table::{self, IncludeObject};
+use podnet_store::{EventKind, StoreError};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How event objects are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendering {
+    Object,
+    Table(IncludeObject),
+    PartialMetadata,
+}
+
+/// Everything a watch needs, parsed from the request.
+pub struct WatchRequest {
+    pub info: &'static ResourceInfo,
+    pub prefix: String,
+    pub resource_version: Option<i64>,
+    pub send_initial: bool,
+    pub bookmarks: bool,
+    pub timeout: Duration,
+    pub labels: Option<LabelSelector>,
+    pub fields: Option<FieldSelector>,
+    pub rendering: Rendering,
+    pub bookmark_interval: Duration,
+}
+
+impl WatchRequest {
+    pub fn parse(
+        target: &ResourceTarget,
+        query: &Query,
+        rendering: Rendering,
+    ) -> Result<WatchRequest, ApiError> {
+        let info = target.info;
+        let labels = match query.get("labelSelector") {
+            Some(s) if !s.is_empty() => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let mut field_expression = query.get("fieldSelector").unwrap_or("").to_string();
+        // A watch of one object (`GET .../pods/x?watch=1` on the legacy path) is a
+        // watch of the collection restricted by name.
+        if let Some(name) = &target.name {
+            if !field_expression.is_empty() {
+                field_expression.push(',');
+            }
+            field_expression.push_str(&format!("metadata.name={name}"));
+        }
+        let fields = if field_expression.is_empty() {
+            None
+        } else {
+            Some(
+                FieldSelector::parse(info, &field_expression)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            )
+        };
+        let (resource_version, send_initial) = match query.get("resourceVersion") {
+            None | Some("") | Some("0") => (None, true),
+            Some(rv) => (
+                Some(rv.parse::<i64>().map_err(|_| {
+                    ApiError::BadRequest(format!("resourceVersion {rv:?} is not an integer"))
+                })?),
+                false,
+            ),
+        };
+        let send_initial = match query.get("sendInitialEvents") {
+            Some("true") => true,
+            Some("false") => false,
+            _ => send_initial,
+        };
+        let timeout = match query.get("timeoutSeconds") {
+            Some(t) if !t.is_empty() => Duration::from_secs(t.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("timeoutSeconds {t:?} is not an integer"))
+            })?),
+            // Upstream spreads watch lifetimes between its minimum and twice that.
+            _ => {
+                use rand::Rng;
+                Duration::from_secs(rand::rng().random_range(1800..3600))
+            }
+        };
+        let prefix = collection_prefix(
+            info,
+            if info.namespaced {
+                target.namespace.as_deref()
+            } else {
+                None
+            },
+        );
+        Ok(WatchRequest {
+            info,
+            prefix,
+            resource_version,
+            send_initial,
+            bookmarks: query.flag("allowWatchBookmarks"),
+            timeout,
+            labels,
+            fields,
+            rendering,
+            bookmark_interval: Duration::from_secs(15),
+        })
+    }
+
+    fn selects(&self, obj: &Value) -> bool {
+        self.labels.as_ref().is_none_or(|s| s.matches_object(obj))
+            && self.fields.as_ref().is_none_or(|s| s.matches(obj))
+    }
+}
+
+/// One watch event as it goes on the wire (before rendering).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// Which event (if any) a selecting watcher sees for a store change: objects
+/// moving into the selection are ADDED, out of it DELETED.
+pub fn classify(
+    kind: EventKind,
+    previous_selected: bool,
+    current_selected: bool,
+) -> Option<&'static str> {
+    match kind {
+        EventKind::Added => current_selected.then_some("ADDED"),
+        EventKind::Deleted => previous_selected.then_some("DELETED"),
+        EventKind::Modified => match (previous_selected, current_selected) {
+            (true, true) => Some("MODIFIED"),
+            (false, true) => Some("ADDED"),
+            (true, false) => Some("DELETED"),
+            (false, false) => None,
+        },
+    }
+}
+
+fn render(request: &WatchRequest, event: &WatchEvent, first: &mut bool) -> Bytes {
+    let object = match request.rendering {
+        Rendering::Object => event.object.clone(),
+        Rendering::PartialMetadata => crate::objects::partial_metadata(&event.object),
+        Rendering::Table(include) if event.kind != "ERROR" && event.kind != "BOOKMARK" => {
+            let mut table = table::table(
+                request.info,
+                std::slice::from_ref(&event.object),
+                jiff::Timestamp::now(),
+                include,
+                *first,
+            );
+            *first = false;
+            table["metadata"]["resourceVersion"] =
+                event.object["metadata"]["resourceVersion"].clone();
+            table
+        }
+        Rendering::Table(_) => event.object.clone(),
+    };
+    let mut line = serde_json::to_vec(&json!({"type": event.kind, "object": object}))
+        .expect("JSON values serialize");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn error_event(error: &ApiError) -> WatchEvent {
+    WatchEvent {
+        kind: "ERROR",
+        object: error.to_status(),
+    }
+}
+
+/// Start a watch; the returned receiver yields the encoded lines. The task
+/// ends on timeout, on a store error (sent as an ERROR event) or when the
+/// receiver is dropped.
+pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let (sender, receiver) = mpsc::channel::<Bytes>(64);
+    let mut initial = Vec::new();
+    let after = match request.resource_version {
+        Some(rv) if !request.send_initial => rv,
+        _ => {
+            let mut start_after = None;
+            let mut revision = None;
+            loop {
+                let page = rest
+                    .store
+                    .list(&request.prefix, start_after.as_deref(), Some(500))?;
+                revision.get_or_insert(page.revision);
+                for record in &page.records {
+                    let obj = decode_record(request.info, record)?;
+                    if request.selects(&obj) {
+                        initial.push(WatchEvent {
+                            kind: "ADDED",
+                            object: obj,
+                        });
+                    }
+                }
+                match page.continue_after {
+                    Some(after) => start_after = Some(after),
+                    None => break,
+                }
+            }
+            revision.unwrap_or(0)
+        }
+    };
+    let stream = match rest.store.watch(&request.prefix, after) {
+        Ok(stream) => Some(stream),
+        Err(StoreError::Compacted { requested, oldest }) => {
+            let error = error_event(&ApiError::Expired { requested, oldest });
+            let mut first = true;
+            let line = render(&request, &error, &mut first);
+            let _ = sender.try_send(line);
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(mut stream) = stream else {
+        return Ok(receiver);
+    };
+    tokio::spawn(async move {
+        let mut first = true;
+        let mut last_revision = after;
+        for event in &initial {
+            if sender
+                .send(render(&request, event, &mut first))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if request.send_initial && request.bookmarks {
+            // The end of the initial state, as upstream marks it for informers.
+            let bookmark = bookmark_event(&request, last_revision, true);
+            if sender
+                .send(render(&request, &bookmark, &mut first))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(request.timeout);
+        tokio::pin!(deadline);
+        let mut bookmark_timer = tokio::time::interval(request.bookmark_interval);
+        bookmark_timer.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = sender.closed() => return,
+                _ = bookmark_timer.tick(), if request.bookmarks => {
+                    let bookmark = bookmark_event(&request, last_revision, false);
+                    if sender.send(render(&request, &bookmark, &mut first)).await.is_err() {
+                        return;
+                    }
+                }
+                next = stream.receiver.recv() => {
+                    let Some(next) = next else { return };
+                    let event = match next {
+                        Ok(event) => event,
+                        Err(e) => {
+                            let error = match e {
+                                StoreError::Compacted { requested, oldest } => ApiError::Expired { requested, oldest },
+                                other => ApiError::Store(other),
+                            };
+                            let _ = sender.send(render(&request, &error_event(&error), &mut first)).await;
+                            return;
+                        }
+                    };
+                    last_revision = event.record.mod_revision;
+                    let Some(wire) = to_wire_event(&request, &event) else { continue };
+                    if sender.send(render(&request, &wire, &mut first)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(receiver)
+}
+
+fn bookmark_event(request: &WatchRequest, revision: i64, initial_end: bool) -> WatchEvent {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    WatchEvent {
+        kind: "BOOKMARK",
+        object: json!({
+            "kind": request.info.kind,
+            "apiVersion": request.info.api_version(),
+            "metadata": metadata,
+        }),
+    }
+}
+
+fn to_wire_event(request: &WatchRequest, event: &podnet_store::Event) -> Option<WatchEvent> {
+    let current = decode_record(request.info, &event.record).ok()?;
+    let previous_selected = match &event.prev {
+        Some(prev) => decode_record(request.info, prev)
+            .map(|obj| request.selects(&obj))
+            .unwrap_or(false),
+        // A delete without the previous value carries the last value itself.
+        None => event.kind == EventKind::Deleted && request.selects(&current),
+    };
+    let current_selected = event.kind != EventKind::Deleted && request.selects(&current);
+    let previous_selected = if event.kind == EventKind::Deleted && event.prev.is_some() {
+        previous_selected || request.selects(&current)
+    } else {
+        previous_selected
+    };
+    classify(event.kind, previous_selected, current_selected).map(|kind| WatchEvent {
+        kind,
+        object: current,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_changes_become_added_and_deleted() {
+        assert_eq!(classify(EventKind::Modified, false, true), Some("ADDED"));
+        assert_eq!(classify(EventKind::Modified, true, false), Some("DELETED"));
+        assert_eq!(classify(EventKind::Modified, true, true), Some("MODIFIED"));
+        assert_eq!(classify(EventKind::Modified, false, false), None);
+        assert_eq!(classify(EventKind::Added, false, false), None);
+        assert_eq!(classify(EventKind::Deleted, true, false), Some("DELETED"));
+    }
+}
