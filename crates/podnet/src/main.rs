@@ -1,2 +1,235 @@
-//! `podnet`: the one binary (server, agent, up, down, node exec, tooling).
-fn main() {}
+//! `podnet`: the one binary. Local clusters (`up`, `down`, `list`,
+//! `kubeconfig`, `node exec`), the long-running parts (`server`, `agent`) and
+//! tooling (`image`, `shim`).
+
+mod cluster;
+mod daemon;
+mod demo;
+mod kubeconfig;
+mod node_exec;
+mod paths;
+mod readiness;
+mod topology;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "podnet", version, about = "Kubernetes pod networking and storage, for real, on one machine or many")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring up a local multi-node cluster (each node a network namespace).
+    Up {
+        #[arg(long, default_value = "podnet")]
+        name: String,
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// Overlay between nodes.
+        #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw"])]
+        backend: String,
+        /// Service proxy dataplane.
+        #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
+        proxy_mode: String,
+        /// CNI plugins the agents invoke: podnet's own, or the reference bridge + host-local.
+        #[arg(long, default_value = "podnet", value_parser = ["podnet", "reference"])]
+        cni: String,
+        /// How long to wait for the nodes to become Ready.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        wait: Duration,
+        /// Do not merge a context into the user's kubeconfig.
+        #[arg(long)]
+        no_kubeconfig: bool,
+    },
+    /// Remove a local cluster and everything it created.
+    Down {
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
+    /// List local clusters.
+    List,
+    /// Print a local cluster's kubeconfig.
+    Kubeconfig {
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
+    /// The seed demo on a running local cluster: pods on two nodes talking over the pod network.
+    Demo {
+        #[arg(long, default_value = "podnet")]
+        name: String,
+    },
+    /// Commands on the nodes of a local cluster.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// The API server (with the controllers and scheduler).
+    Server {
+        #[arg(long, default_value = "/var/lib/podnet/server")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+    },
+    /// The node agent (the kubelet, CNI runtime and node dataplane).
+    Agent(podnet_agent::AgentArgs),
+    /// The image store.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Per-container supervisor started by the agent (internal).
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Run a command on a node: its network namespace and its view of
+    /// /run/netns, /etc/cni/net.d, /var/lib/cni, /var/log/pods, /run/runc.
+    Exec {
+        node: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI layout or docker-archive tarball.
+    Import { file: PathBuf },
+    /// List images.
+    Ls,
+    /// Build one of the offline images (busybox, nginx, nicolaka/netshoot) now.
+    Build { reference: String },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let value: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: use e.g. 30s, 2m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "ms" => Ok(Duration::from_millis(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!("invalid duration {text:?}: use e.g. 30s, 2m")),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PODNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up { name, nodes, backend, proxy_mode, cni, wait, no_kubeconfig } => cluster::up(&cluster::UpOptions {
+            name,
+            nodes,
+            backend,
+            proxy_mode,
+            cni,
+            wait,
+            merge_kubeconfig: !no_kubeconfig,
+        }),
+        Command::Down { name } => cluster::down(&name),
+        Command::List => cluster::list(),
+        Command::Demo { name } => demo::run(&name),
+        Command::Kubeconfig { name } => cluster::print_kubeconfig(&name),
+        Command::Node { command: NodeCommand::Exec { node, command } } => {
+            let cluster_name = cluster_of_node(&node)?;
+            let paths = paths::ClusterPaths::new(&cluster_name);
+            node_exec::exec_on_node(&paths.node(&node), &command)
+        }
+        Command::Server { data_dir, listen } => {
+            init_logging();
+            server::run(data_dir, listen)
+        }
+        Command::Agent(args) => {
+            init_logging();
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(podnet_agent::run(args))?;
+            Ok(())
+        }
+        Command::Image { command } => image(command),
+        Command::Shim { args } => podnet_runtime::shim::shim_main(args),
+    }
+}
+
+/// Find which local cluster a node belongs to.
+fn cluster_of_node(node: &str) -> Result<String> {
+    let root = paths::clusters_root();
+    for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        if entry.path().join("nodes").join(node).is_dir() {
+            return Ok(entry.file_name().to_string_lossy().to_string());
+        }
+    }
+    anyhow::bail!("no local cluster has a node named {node:?} (see `podnet list` and `kubectl get nodes`)")
+}
+
+mod server {
+    use anyhow::{Context, Result};
+    use std::path::PathBuf;
+
+    /// The API server plus, once it answers, the controllers and the scheduler.
+    pub fn run(data_dir: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            let server = podnet_apiserver::Server::open(podnet_apiserver::ServerConfig {
+                data_dir,
+                listen,
+                extra_sans: Vec::new(),
+            })
+            .context("opening the API server")?;
+            let kubeconfig = server.kubeconfig_path();
+            let serving = tokio::spawn(server.serve(shutdown_signal()));
+            let client = crate::readiness::client_from(&kubeconfig).await?;
+            let controllers = tokio::spawn(podnet_controllers::run(client, podnet_controllers::ControllersConfig::default()));
+            tokio::select! {
+                result = serving => { result??; }
+                result = controllers => { result??; }
+            }
+            Ok(())
+        })
+    }
+
+    async fn shutdown_signal() {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+}
+
+fn image(command: ImageCommand) -> Result<()> {
+    let store = podnet_runtime::ImageStore::open(&paths::images_root())?;
+    match command {
+        ImageCommand::Import { file } => {
+            for reference in store.import_tar(&file)? {
+                println!("imported {reference}");
+            }
+        }
+        ImageCommand::Ls => {
+            println!("{:<50} {:<20} SIZE", "IMAGE", "ID");
+            for image in store.list()? {
+                println!("{:<50} {:<20} {}", image.reference, image.short_id(), image.human_size());
+            }
+        }
+        ImageCommand::Build { reference } => {
+            let built = podnet_runtime::ensure_offline_image(&store, &reference)?;
+            println!("{built}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! End to end: `podnet up` a real two-node cluster in network namespaces,
+//! drive it with the real kubectl, and `podnet down` it, checking that
+//! nothing is left behind. Needs root, runc and kubectl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn podnet_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podnet"))
+}
+
+/// A cluster for one test, removed on drop even when the test fails.
+struct Cluster {
+    name: String,
+    root: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    kube_cache: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn up(prefix: &str, nodes: usize, extra: &[&str]) -> Cluster {
+        let name = format!("{prefix}{}", std::process::id() % 100000);
+        let root = tempfile::tempdir().expect("temp root");
+        let mut command = Command::new(podnet_binary());
+        command
+            .env("PODNET_ROOT", root.path())
+            .args(["up", "--name", &name, "--nodes", &nodes.to_string(), "--no-kubeconfig", "--wait", "90s"])
+            .args(extra);
+        let output = command.output().expect("run podnet up");
+        let kubeconfig = root.path().join(&name).join("server/kubeconfig");
+        let cluster = Cluster { name, root, kubeconfig, kube_cache: tempfile::tempdir().unwrap() };
+        assert!(
+            output.status.success(),
+            "podnet up failed:\n{}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            cluster.logs()
+        );
+        cluster
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        let base = self.root.path().join(&self.name);
+        for log in [base.join("server/server.log")] {
+            text.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        if let Ok(entries) = std::fs::read_dir(base.join("nodes")) {
+            for entry in entries.flatten() {
+                text.push_str(&format!("--- {}\n", entry.path().display()));
+                text.push_str(&std::fs::read_to_string(entry.path().join("agent.log")).unwrap_or_default());
+            }
+        }
+        text.lines().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .env("KUBECACHEDIR", self.kube_cache.path())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}\n{}\nlogs:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout),
+            self.logs()
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .env("KUBECACHEDIR", self.kube_cache.path())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out waiting for {what}\nlogs:\n{}", self.logs());
+    }
+
+    fn node_exec(&self, node: &str, command: &[&str]) -> Output {
+        Command::new(podnet_binary())
+            .env("PODNET_ROOT", self.root.path())
+            .args(["node", "exec", node, "--"])
+            .args(command)
+            .output()
+            .expect("podnet node exec")
+    }
+
+    fn down(&self) -> Output {
+        Command::new(podnet_binary())
+            .env("PODNET_ROOT", self.root.path())
+            .args(["down", "--name", &self.name])
+            .output()
+            .expect("podnet down")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.root.path().join(&self.name).exists() {
+            let _ = self.down();
+        }
+    }
+}
+
+fn can_run() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let tools = ["runc", "kubectl", "ip"].iter().all(|tool| {
+        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success()).unwrap_or(false)
+    });
+    if !(root && tools) {
+        eprintln!("skipping: needs root, runc, kubectl and ip");
+    }
+    root && tools
+}
+
+fn netns_list() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default()
+}
+
+const TWO_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod1
+  labels: {app: pod1}
+spec:
+  nodeSelector: {kubernetes.io/hostname: NODE1}
+  volumes: [{name: shared, emptyDir: {}}]
+  containers:
+  - name: c1
+    image: busybox
+    command: [sh, -c, "echo from-c1 > /shared/note; sleep 3600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: c2
+    image: busybox
+    command: [sleep, "3600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: c3
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo hello-from-c3 > /www/index.html && httpd -f -p 80 -h /www"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod2
+spec:
+  nodeSelector: {kubernetes.io/hostname: NODE2}
+  containers:
+  - name: c4
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo hello-from-pod2 > /www/index.html && httpd -f -p 80 -h /www"]
+"#;
+
+fn pod_ip(cluster: &Cluster, pod: &str) -> String {
+    cluster.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
+}
+
+#[test]
+fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::up("e2ea", 2, &[]);
+    let node1 = format!("{}-node1", cluster.name);
+    let node2 = format!("{}-node2", cluster.name);
+    let nodes = cluster.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    assert!(nodes.contains(&node1) && nodes.contains(&node2), "{nodes}");
+
+    let manifest = TWO_PODS.replace("NODE1", &node1).replace("NODE2", &node2);
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    cluster.wait_for("both pods Running", Duration::from_secs(120), || {
+        let phases = cluster.kubectl_ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"]);
+        phases.split_whitespace().filter(|p| *p == "Running").count() == 2
+    });
+    let ip1 = pod_ip(&cluster, "pod1");
+    let ip2 = pod_ip(&cluster, "pod2");
+    assert!(ip1.starts_with("10.244.") && ip2.starts_with("10.244."), "{ip1} {ip2}");
+    let subnet = |ip: &str| ip.rsplit_once('.').unwrap().0.to_string();
+    assert_ne!(subnet(&ip1), subnet(&ip2), "pods on different nodes get IPs from different /24s");
+    let wide = cluster.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains(&ip1) && wide.contains(&node1) && wide.contains(&node2), "{wide}");
+
+    // Containers of one pod share localhost and the network interfaces.
+    cluster.wait_for("c3 serving on localhost", Duration::from_secs(30), || {
+        let output = cluster.kubectl(&["exec", "pod1", "-c", "c1", "--", "wget", "-qO-", "http://localhost:80/"]);
+        String::from_utf8_lossy(&output.stdout).contains("hello-from-c3")
+    });
+    let addr = |c: &str| cluster.kubectl_ok(&["exec", "pod1", "-c", c, "--", "ip", "addr"]);
+    let (a1, a2, a3) = (addr("c1"), addr("c2"), addr("c3"));
+    assert!(a1.contains(&ip1), "{a1}");
+    assert_eq!(a1, a2);
+    assert_eq!(a1, a3);
+
+    // The emptyDir is shared: c1 wrote, c2 reads.
+    let note = cluster.kubectl_ok(&["exec", "pod1", "-c", "c2", "--", "cat", "/shared/note"]);
+    assert_eq!(note.trim(), "from-c1");
+
+    // Across the overlay without NAT.
+    cluster.wait_for("pod1 reaching pod2 across nodes", Duration::from_secs(30), || {
+        let url = format!("http://{ip2}:80/");
+        let output = cluster.kubectl(&["exec", "pod1", "-c", "c1", "--", "wget", "-qO-", "-T", "2", &url]);
+        String::from_utf8_lossy(&output.stdout).contains("hello-from-pod2")
+    });
+
+    // On the node: its pod sandboxes, eth0 with the pod IP, ping from the node.
+    let netns = cluster.node_exec(&node1, &["ip", "netns"]);
+    let listing = String::from_utf8_lossy(&netns.stdout).to_string();
+    let sandbox = listing
+        .split_whitespace()
+        .find(|word| word.starts_with("cni-"))
+        .unwrap_or_else(|| panic!("no cni- namespace on {node1}: {listing}"))
+        .to_string();
+    let inside = cluster.node_exec(&node1, &["ip", "netns", "exec", &sandbox, "ip", "addr", "show", "eth0"]);
+    assert!(String::from_utf8_lossy(&inside.stdout).contains(&ip1), "{}", String::from_utf8_lossy(&inside.stderr));
+    let ping = cluster.node_exec(&node1, &["ping", "-c", "1", "-W", "2", &ip1]);
+    assert!(ping.status.success(), "ping from node: {}", String::from_utf8_lossy(&ping.stdout));
+
+    // Down removes everything.
+    let output = cluster.down();
+    assert!(output.status.success(), "podnet down: {}", String::from_utf8_lossy(&output.stderr));
+    let left: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(&cluster.name)).collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    assert!(!Path::new(&cluster.root.path().join(&cluster.name)).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&cluster.root.path().display().to_string()), "mounts left behind");
+}
