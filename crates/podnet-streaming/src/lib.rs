@@ -46,3 +46,18 @@ pub enum StreamingError {
         source: std::io::Error,
     },
 }
+
+mod backend;
+mod logs;
+mod portforward;
+mod protocol;
+mod remotecommand;
+mod server;
+mod websocket;
+
+pub use backend::{
+    AsyncReadWrite, BoxedReader, BoxedWriter, ContainerRef, LogOptions, PodRef, ProcessIo, StdioOptions,
+    StreamingBackend, TerminalResizer, TerminalSize,
+};
+pub use protocol::{ResizeDecoder, StatusReport};
+pub use server::{router, serve_unix};

@@ -86,13 +86,14 @@ struct Shared {
     window_changed: Notify,
     session_unacknowledged_bytes: AtomicU64,
     stop_reading: watch::Sender<bool>,
+    connection_closed: watch::Sender<bool>,
 }
 
 impl Shared {
     async fn send_frame(&self, frame: Frame) -> Result<(), StreamingError> {
         let mut outbound = self.outbound.lock().await;
         let bytes = encode_frame(&frame, &mut outbound.compressor)?;
-        outbound.queue.send(WriterMessage::Frame(bytes)).await.map_err(|_| connection_closed())
+        outbound.queue.send(WriterMessage::Frame(bytes)).await.map_err(|_| closed_connection_error())
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, SessionState> {
@@ -108,7 +109,7 @@ impl Shared {
     }
 }
 
-fn connection_closed() -> StreamingError {
+fn closed_connection_error() -> StreamingError {
     StreamingError::Protocol { message: "the spdy connection is closed".to_string() }
 }
 
@@ -127,6 +128,7 @@ impl SpdySession {
         let (read_half, write_half) = tokio::io::split(io);
         let (queue, queue_receiver) = mpsc::channel(OUTBOUND_QUEUE_FRAMES);
         let (stop_reading, stop_reading_receiver) = watch::channel(false);
+        let (connection_closed, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             role,
             state: Mutex::new(SessionState {
@@ -143,6 +145,7 @@ impl SpdySession {
             window_changed: Notify::new(),
             session_unacknowledged_bytes: AtomicU64::new(0),
             stop_reading,
+            connection_closed,
         });
         let (incoming_sender, incoming) = mpsc::unbounded_channel();
         tokio::spawn(run_writer(write_half, queue_receiver));
@@ -166,7 +169,7 @@ impl SpdySession {
         let stream_id = {
             let mut state = self.shared.lock_state();
             if state.closed || state.going_away {
-                return Err(connection_closed());
+                return Err(closed_connection_error());
             }
             let stream_id = state.next_local_stream_id;
             state.next_local_stream_id += 2;
@@ -186,9 +189,9 @@ impl SpdySession {
         };
         let frame = Frame::SynStream { stream_id, associated_stream_id: 0, priority: 0, flags: 0, headers: headers.clone() };
         let bytes = encode_frame(&frame, &mut outbound.compressor)?;
-        outbound.queue.send(WriterMessage::Frame(bytes)).await.map_err(|_| connection_closed())?;
+        outbound.queue.send(WriterMessage::Frame(bytes)).await.map_err(|_| closed_connection_error())?;
         drop(outbound);
-        reply_receiver.await.map_err(|_| connection_closed())??;
+        reply_receiver.await.map_err(|_| closed_connection_error())??;
         Ok(SpdyStream::new(stream_id, headers, inbound_receiver, Arc::clone(&self.shared)))
     }
 
@@ -200,6 +203,11 @@ impl SpdySession {
     /// Sends GOAWAY, flushes everything queued and closes the connection.
     pub async fn close(&self) {
         self.closer().close().await
+    }
+
+    /// Resolves once the connection is gone.
+    pub async fn wait_closed(&self) {
+        self.closer().wait_closed().await
     }
 }
 
@@ -225,6 +233,13 @@ impl SessionCloser {
         let _ = outbound.queue.send(WriterMessage::Shutdown).await;
         drop(outbound);
         let _ = self.shared.stop_reading.send(true);
+    }
+
+    /// Resolves once the connection is gone (the peer closed it, it broke,
+    /// or [`close`](Self::close) finished).
+    pub async fn wait_closed(&self) {
+        let mut closed = self.shared.connection_closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
     }
 }
 
@@ -294,11 +309,12 @@ async fn run_reader<R: AsyncRead>(
     state.closed = true;
     for (_, mut entry) in state.streams.drain() {
         if let Some(waiter) = entry.reply_waiter.take() {
-            let _ = waiter.send(Err(connection_closed()));
+            let _ = waiter.send(Err(closed_connection_error()));
         }
     }
     drop(state);
     shared.window_changed.notify_waiters();
+    shared.connection_closed.send_replace(true);
 }
 
 async fn handle_frame(
@@ -603,7 +619,7 @@ impl SpdyStreamSender {
             {
                 let mut state = self.shared.lock_state();
                 if state.closed {
-                    return Err(connection_closed());
+                    return Err(closed_connection_error());
                 }
                 let peer_does_flow_control = state.peer_does_flow_control;
                 let session_window = state.session_send_window;
