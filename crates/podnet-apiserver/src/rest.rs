@@ -664,9 +664,11 @@ impl Rest {
         }
         check_type_meta(info, &mut obj)?;
         match meta_str(&obj, "name") {
-            Some(body_name) if body_name != name => return Err(ApiError::BadRequest(format!(
+            Some(body_name) if body_name != name => {
+                return Err(ApiError::BadRequest(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            ))),
+            )))
+            }
             _ => {}
         }
         let key = object_key(info, self.namespace_of(target).as_deref(), name);

@@ -24,10 +24,22 @@ fn token_auth_health_and_version() {
 
     let namespaces = server.ok(&["get", "namespaces", "-o", "name"]);
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(namespaces.contains(&format!("namespace/{ns}")), "{namespaces}");
+        assert!(
+            namespaces.contains(&format!("namespace/{ns}")),
+            "{namespaces}"
+        );
     }
-    let labels = server.ok(&["get", "ns", "kube-system", "-o", "jsonpath={.metadata.labels}"]);
-    assert!(labels.contains("\"kubernetes.io/metadata.name\":\"kube-system\""), "{labels}");
+    let labels = server.ok(&[
+        "get",
+        "ns",
+        "kube-system",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert!(
+        labels.contains("\"kubernetes.io/metadata.name\":\"kube-system\""),
+        "{labels}"
+    );
     let accounts = server.ok(&["get", "serviceaccounts", "-n", "kube-system", "-o", "name"]);
     assert!(accounts.contains("serviceaccount/default"), "{accounts}");
 }
@@ -38,7 +50,10 @@ fn wrong_kubeconfig_token_is_refused_by_kubectl() {
     let output = server.kubectl(&["--token", "nope", "get", "pods"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Unauthorized") || stderr.contains("provide credentials"), "{stderr}");
+    assert!(
+        stderr.contains("Unauthorized") || stderr.contains("provide credentials"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -46,7 +61,12 @@ fn api_resources_from_aggregated_and_legacy_discovery() {
     let server = TestServer::start();
     let resources = server.ok(&["api-resources"]);
     assert!(resources.contains("pods"), "{resources}");
-    assert!(resources.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{resources}");
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{resources}"
+    );
     let legacy = server.curl("GET", "/api/v1", Some(&server.token()), None).1;
     assert!(legacy.contains("\"pods/log\""), "{legacy}");
     // kubectl 1.27 also reads aggregated discovery; check that it lists the same.

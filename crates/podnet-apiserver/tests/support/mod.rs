@@ -165,7 +165,13 @@ impl TestServer {
     }
 
     /// curl against the server: returns (HTTP code, body).
-    pub fn curl(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &str)>) -> (u16, String) {
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &str)>,
+    ) -> (u16, String) {
         let mut command = Command::new("curl");
         command
             .arg("-sS")
@@ -178,7 +184,9 @@ impl TestServer {
             .arg("-w")
             .arg("\n%{http_code}");
         if let Some(token) = token {
-            command.arg("-H").arg(format!("Authorization: Bearer {token}"));
+            command
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {token}"));
         }
         if let Some((content_type, data)) = body {
             command
