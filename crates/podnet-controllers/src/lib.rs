@@ -9,6 +9,7 @@
 pub mod events;
 pub mod node_ipam;
 pub mod quantity;
+pub mod scheduler;
 
 mod watch;
 
@@ -145,7 +146,10 @@ pub(crate) fn is_api_status(error: &kube::Error, code: u16) -> bool {
 /// Runs every controller until one of them stops, which they only do on a fatal error.
 pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), ControllerError> {
     config.validate()?;
-    tokio::try_join!(node_ipam::run_node_ipam(client, config),)?;
+    tokio::try_join!(
+        node_ipam::run_node_ipam(client.clone(), config.clone()),
+        scheduler::run_scheduler(client, config),
+    )?;
     Ok(())
 }
 
