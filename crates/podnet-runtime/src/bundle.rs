@@ -393,11 +393,14 @@ pub fn capabilities(security: &Security) -> Vec<String> {
 }
 
 /// Generates the OCI runtime `config.json` for a container whose root
-/// filesystem is mounted at `<bundle>/rootfs`.
+/// filesystem is mounted at `<bundle>/rootfs`. `nofile_limit` is the
+/// RLIMIT_NOFILE the container gets (soft and hard); it cannot exceed the
+/// caller's own hard limit because containers lack CAP_SYS_RESOURCE.
 pub fn bundle_config(
     spec: &ContainerSpec,
     user: &ResolvedUser,
     cgroups_path: &str,
+    nofile_limit: u64,
 ) -> Result<Value> {
     let args = process_args(spec)?;
     let cwd = spec
@@ -419,7 +422,7 @@ pub fn bundle_config(
             "effective": capabilities,
             "permitted": capabilities,
         },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile_limit, "soft": nofile_limit}],
         "noNewPrivileges": false,
     });
     if !user.additional_gids.is_empty() {
@@ -635,7 +638,7 @@ mod tests {
     fn bundle_config_snapshot() {
         let spec = sample_spec();
         let user = ResolvedUser::default();
-        let config = bundle_config(&spec, &user, "/podnet/pod0b5d5c1e/abc").unwrap();
+        let config = bundle_config(&spec, &user, "/podnet/pod0b5d5c1e/abc", 1048576).unwrap();
         expect![[r#"
             {
               "ociVersion": "1.0.2",

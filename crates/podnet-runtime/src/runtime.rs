@@ -341,7 +341,9 @@ impl Runtime {
             spec.pod.uid,
             id
         );
-        let config = bundle_config(&spec, &user, &cgroups_path)?;
+        // Containers keep the agent's own open-file limit, capped like containerd's.
+        let nofile_limit = open_file_hard_limit().min(1_048_576);
+        let config = bundle_config(&spec, &user, &cgroups_path, nofile_limit)?;
         state::write_json(&container_dir.join("bundle/config.json"), &config)?;
         if let Some(parent) = spec.log_path.parent() {
             fs::create_dir_all(parent).map_err(io_error("create log directory", parent))?;
@@ -770,6 +772,16 @@ fn remove_empty_pod_cgroups(cgroups_path: &str) {
     for root in roots {
         let _ = fs::remove_dir(root.join(pod_path));
     }
+}
+
+/// This process's hard RLIMIT_NOFILE.
+fn open_file_hard_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_max
 }
 
 /// Sets a terminal's size with TIOCSWINSZ.
