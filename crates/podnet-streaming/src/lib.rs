@@ -56,8 +56,8 @@ mod server;
 mod websocket;
 
 pub use backend::{
-    AsyncReadWrite, BoxedReader, BoxedWriter, ContainerRef, LogOptions, PodRef, ProcessIo, StdioOptions,
-    StreamingBackend, TerminalResizer, TerminalSize,
+    AsyncReadWrite, BoxedReader, BoxedWriter, ContainerRef, LogOptions, PodRef, ProcessIo,
+    StdioOptions, StreamingBackend, TerminalResizer, TerminalSize,
 };
 pub use protocol::{ResizeDecoder, StatusReport};
 pub use server::{router, serve_unix};

@@ -29,7 +29,11 @@ struct PendingPair {
 }
 
 /// Serves port-forward streams until the client closes the connection.
-pub(crate) async fn serve_spdy<B: StreamingBackend>(mut session: SpdySession, backend: Arc<B>, pod: PodRef) {
+pub(crate) async fn serve_spdy<B: StreamingBackend>(
+    mut session: SpdySession,
+    backend: Arc<B>,
+    pod: PodRef,
+) {
     let mut pending: HashMap<String, PendingPair> = HashMap::new();
     let mut expiry_check = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -44,7 +48,11 @@ pub(crate) async fn serve_spdy<B: StreamingBackend>(mut session: SpdySession, ba
         let port = stream.headers().get("port").unwrap_or("").to_string();
         let stream_type = stream.headers().get("streamtype").unwrap_or("").to_string();
         if parse_port(&port).is_err() || (stream_type != "error" && stream_type != "data") {
-            tracing::debug!(port, stream_type, "refusing port-forward stream with bad headers");
+            tracing::debug!(
+                port,
+                stream_type,
+                "refusing port-forward stream with bad headers"
+            );
             stream.reset(rst_status::REFUSED_STREAM).await;
             continue;
         }
@@ -57,7 +65,11 @@ pub(crate) async fn serve_spdy<B: StreamingBackend>(mut session: SpdySession, ba
         };
         let pair = pending.entry(request_id.clone()).or_default();
         pair.first_seen.get_or_insert_with(Instant::now);
-        let slot = if stream_type == "error" { &mut pair.error } else { &mut pair.data };
+        let slot = if stream_type == "error" {
+            &mut pair.error
+        } else {
+            &mut pair.data
+        };
         if slot.is_some() {
             let message = format!("error processing stream for request {request_id}: {stream_type} stream already assigned");
             if let Some(error_stream) = &pair.error {
@@ -68,8 +80,12 @@ pub(crate) async fn serve_spdy<B: StreamingBackend>(mut session: SpdySession, ba
         }
         *slot = Some(stream);
         if pair.error.is_some() && pair.data.is_some() {
-            let pair = pending.remove(&request_id).expect("the pair was just completed");
-            let (Some(error), Some(data)) = (pair.error, pair.data) else { continue };
+            let pair = pending
+                .remove(&request_id)
+                .expect("the pair was just completed");
+            let (Some(error), Some(data)) = (pair.error, pair.data) else {
+                continue;
+            };
             tokio::spawn(forward_pair(Arc::clone(&backend), pod.clone(), error, data));
         }
     }
@@ -79,13 +95,17 @@ pub(crate) async fn serve_spdy<B: StreamingBackend>(mut session: SpdySession, ba
 async fn expire_incomplete_pairs(pending: &mut HashMap<String, PendingPair>) {
     let expired: Vec<String> = pending
         .iter()
-        .filter(|(_, pair)| pair.first_seen.is_some_and(|seen| seen.elapsed() > STREAM_CREATION_TIMEOUT))
+        .filter(|(_, pair)| {
+            pair.first_seen
+                .is_some_and(|seen| seen.elapsed() > STREAM_CREATION_TIMEOUT)
+        })
         .map(|(request_id, _)| request_id.clone())
         .collect();
     for request_id in expired {
         if let Some(pair) = pending.remove(&request_id) {
             if let Some(error) = pair.error {
-                let message = format!("timed out waiting for the data stream of request {request_id}");
+                let message =
+                    format!("timed out waiting for the data stream of request {request_id}");
                 let _ = error.send(message.as_bytes()).await;
                 let _ = error.finish().await;
             }
@@ -98,12 +118,20 @@ async fn expire_incomplete_pairs(pending: &mut HashMap<String, PendingPair>) {
 
 /// Relays one forwarded connection; failures are reported as text on the
 /// error stream, which kubectl prints.
-async fn forward_pair<B: StreamingBackend>(backend: Arc<B>, pod: PodRef, error: SpdyStream, data: SpdyStream) {
+async fn forward_pair<B: StreamingBackend>(
+    backend: Arc<B>,
+    pod: PodRef,
+    error: SpdyStream,
+    data: SpdyStream,
+) {
     let port = parse_port(data.headers().get("port").unwrap_or("")).unwrap_or(0);
     let connection = match backend.port_forward(pod.clone(), port).await {
         Ok(connection) => connection,
         Err(failure) => {
-            let message = format!("error forwarding port {port} to pod {}/{}: {failure}", pod.namespace, pod.name);
+            let message = format!(
+                "error forwarding port {port} to pod {}/{}: {failure}",
+                pod.namespace, pod.name
+            );
             tracing::debug!(message);
             let _ = error.send(message.as_bytes()).await;
             let _ = error.finish().await;

@@ -9,8 +9,13 @@ use crate::{LogOptions, StdioOptions, StreamingError, TerminalSize};
 
 /// Remote command protocols in the SPDY `X-Stream-Protocol-Version`
 /// handshake, most preferred first.
-pub const SPDY_REMOTE_COMMAND_PROTOCOLS: [&str; 5] =
-    ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+pub const SPDY_REMOTE_COMMAND_PROTOCOLS: [&str; 5] = [
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
 
 /// The one port-forward protocol of the SPDY handshake.
 pub const SPDY_PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
@@ -63,17 +68,38 @@ impl RemoteCommandDialect {
     pub fn for_protocol(name: &str) -> Self {
         let base64 = name.contains("base64.");
         match name {
-            "v5.channel.k8s.io" => Self { status_json: true, close_channel: true, resize: true, base64 },
-            "v4.channel.k8s.io" | "v4.base64.channel.k8s.io" => {
-                Self { status_json: true, close_channel: false, resize: true, base64 }
-            }
-            "v3.channel.k8s.io" => Self { status_json: false, close_channel: false, resize: true, base64 },
-            "v2.channel.k8s.io" | "channel.k8s.io" | "" => {
-                Self { status_json: false, close_channel: false, resize: false, base64 }
-            }
+            "v5.channel.k8s.io" => Self {
+                status_json: true,
+                close_channel: true,
+                resize: true,
+                base64,
+            },
+            "v4.channel.k8s.io" | "v4.base64.channel.k8s.io" => Self {
+                status_json: true,
+                close_channel: false,
+                resize: true,
+                base64,
+            },
+            "v3.channel.k8s.io" => Self {
+                status_json: false,
+                close_channel: false,
+                resize: true,
+                base64,
+            },
+            "v2.channel.k8s.io" | "channel.k8s.io" | "" => Self {
+                status_json: false,
+                close_channel: false,
+                resize: false,
+                base64,
+            },
             // The WebSocket flavours of the pre-v4 protocol carry resize on
             // channel 4 too.
-            _ => Self { status_json: false, close_channel: false, resize: true, base64 },
+            _ => Self {
+                status_json: false,
+                close_channel: false,
+                resize: true,
+                base64,
+            },
         }
     }
 }
@@ -81,7 +107,10 @@ impl RemoteCommandDialect {
 /// Picks the first protocol the client offers that the server supports, as
 /// the Kubernetes handshake does (the client's order wins). Header values
 /// may repeat or be comma-separated.
-pub fn negotiate_spdy_protocol<'a>(client_offers: impl IntoIterator<Item = &'a str>, supported: &[&str]) -> Option<String> {
+pub fn negotiate_spdy_protocol<'a>(
+    client_offers: impl IntoIterator<Item = &'a str>,
+    supported: &[&str],
+) -> Option<String> {
     client_offers
         .into_iter()
         .flat_map(|value| value.split(','))
@@ -143,8 +172,15 @@ fn is_true(value: &str) -> bool {
 }
 
 /// Parses the query of an exec (`exec = true`) or attach request.
-pub fn parse_remote_command_query(query: &str, exec: bool) -> Result<RemoteCommandQuery, StreamingError> {
-    let mut parsed = RemoteCommandQuery { command: Vec::new(), stdio: StdioOptions::default(), container: None };
+pub fn parse_remote_command_query(
+    query: &str,
+    exec: bool,
+) -> Result<RemoteCommandQuery, StreamingError> {
+    let mut parsed = RemoteCommandQuery {
+        command: Vec::new(),
+        stdio: StdioOptions::default(),
+        container: None,
+    };
     for (name, value) in query_pairs(query) {
         match name.as_str() {
             "command" => parsed.command.push(value),
@@ -177,9 +213,11 @@ pub fn parse_remote_command_query(query: &str, exec: bool) -> Result<RemoteComma
 pub fn parse_log_query(query: &str) -> Result<LogOptions, StreamingError> {
     let mut options = LogOptions::default();
     let number = |name: &str, value: &str| {
-        value.parse::<i64>().map_err(|_| StreamingError::BadRequest {
-            message: format!("query parameter {name}={value:?} is not a number"),
-        })
+        value
+            .parse::<i64>()
+            .map_err(|_| StreamingError::BadRequest {
+                message: format!("query parameter {name}={value:?} is not a number"),
+            })
     };
     for (name, value) in query_pairs(query) {
         match name.as_str() {
@@ -196,24 +234,13 @@ pub fn parse_log_query(query: &str) -> Result<LogOptions, StreamingError> {
     Ok(options)
 }
 
-/// The port list of a port-forward request (`ports=80,443` or repeated).
-pub fn parse_port_forward_ports(query: &str) -> Result<Vec<u16>, StreamingError> {
-    let mut ports = Vec::new();
-    for (name, value) in query_pairs(query) {
-        if name == "ports" || name == "port" {
-            for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
-                ports.push(parse_port(item)?);
-            }
-        }
-    }
-    Ok(ports)
-}
-
 /// Parses one port number, refusing 0.
 pub fn parse_port(text: &str) -> Result<u16, StreamingError> {
     match text.parse::<u16>() {
         Ok(port) if port > 0 => Ok(port),
-        _ => Err(StreamingError::BadRequest { message: format!("unable to parse {text:?} as a port: use 1-65535") }),
+        _ => Err(StreamingError::BadRequest {
+            message: format!("unable to parse {text:?} as a port: use 1-65535"),
+        }),
     }
 }
 
@@ -275,9 +302,12 @@ impl StatusReport {
         match self {
             StatusReport::Success => Vec::new(),
             StatusReport::ExitCode(code) => {
-                format!("command terminated with non-zero exit code: exit status {code}").into_bytes()
+                format!("command terminated with non-zero exit code: exit status {code}")
+                    .into_bytes()
             }
-            StatusReport::Failure(message) | StatusReport::NotFound(message) => message.clone().into_bytes(),
+            StatusReport::Failure(message) | StatusReport::NotFound(message) => {
+                message.clone().into_bytes()
+            }
         }
     }
 
@@ -304,7 +334,8 @@ impl ResizeDecoder {
         self.pending.extend_from_slice(bytes);
         let mut sizes = Vec::new();
         let mut consumed = 0;
-        let mut documents = serde_json::Deserializer::from_slice(&self.pending).into_iter::<TerminalSize>();
+        let mut documents =
+            serde_json::Deserializer::from_slice(&self.pending).into_iter::<TerminalSize>();
         loop {
             match documents.next() {
                 Some(Ok(size)) => {
@@ -338,11 +369,16 @@ pub enum ChannelMessage {
 }
 
 /// Decodes a binary (or base64 text) WebSocket message.
-pub fn decode_channel_message(payload: &[u8], dialect: RemoteCommandDialect) -> Option<ChannelMessage> {
+pub fn decode_channel_message(
+    payload: &[u8],
+    dialect: RemoteCommandDialect,
+) -> Option<ChannelMessage> {
     let (&first, rest) = payload.split_first()?;
     if dialect.base64 {
         let channel = first.checked_sub(b'0')?;
-        let data = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
         return Some(ChannelMessage::Data(channel, Bytes::from(data)));
     }
     if first == channel::CLOSE && dialect.close_channel {
@@ -356,7 +392,11 @@ pub fn decode_channel_message(payload: &[u8], dialect: RemoteCommandDialect) -> 
 pub fn encode_channel_message(channel: u8, data: &[u8], dialect: RemoteCommandDialect) -> Vec<u8> {
     if dialect.base64 {
         let mut text = vec![b'0' + channel];
-        text.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(data).as_bytes());
+        text.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(data)
+                .as_bytes(),
+        );
         return text;
     }
     let mut message = Vec::with_capacity(data.len() + 1);
@@ -374,7 +414,8 @@ mod tests {
     #[test]
     fn status_documents_match_what_kubectl_reads() {
         let render = |report: StatusReport| String::from_utf8(report.to_status_json()).unwrap();
-        expect![[r#"{"metadata":{},"status":"Success"}"#]].assert_eq(&render(StatusReport::Success));
+        expect![[r#"{"metadata":{},"status":"Success"}"#]]
+            .assert_eq(&render(StatusReport::Success));
         expect![[r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#]]
             .assert_eq(&render(StatusReport::ExitCode(3)));
         expect![[r#"{"metadata":{},"status":"Failure","message":"Internal error occurred: runc exec failed","reason":"InternalError","details":{"causes":[{"message":"runc exec failed"}]},"code":500}"#]]
@@ -390,9 +431,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(query.command, vec!["sh", "-c", "echo hi;exit 3"]);
-        assert_eq!(query.stdio, StdioOptions { stdin: true, stdout: true, stderr: true, tty: false });
+        assert_eq!(
+            query.stdio,
+            StdioOptions {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                tty: false
+            }
+        );
         assert_eq!(query.container.as_deref(), Some("app"));
-        let tty = parse_remote_command_query("command=sh&stdin=1&stdout=1&stderr=1&tty=1", true).unwrap();
+        let tty =
+            parse_remote_command_query("command=sh&stdin=1&stdout=1&stderr=1&tty=1", true).unwrap();
         assert!(!tty.stdio.stderr, "a terminal has no separate stderr");
         assert!(parse_remote_command_query("stdout=1", true).is_err());
         assert!(parse_remote_command_query("command=ls", true).is_err());
@@ -401,7 +451,9 @@ mod tests {
 
     #[test]
     fn log_and_port_queries() {
-        let options = parse_log_query("follow=true&tailLines=10&timestamps=1&sinceSeconds=-1&limitBytes=500").unwrap();
+        let options =
+            parse_log_query("follow=true&tailLines=10&timestamps=1&sinceSeconds=-1&limitBytes=500")
+                .unwrap();
         assert_eq!(
             options,
             LogOptions {
@@ -414,23 +466,35 @@ mod tests {
             }
         );
         assert!(parse_log_query("tailLines=ten").is_err());
-        assert_eq!(parse_port_forward_ports("ports=80,8080&ports=443").unwrap(), vec![80, 8080, 443]);
-        assert!(parse_port_forward_ports("ports=0").is_err());
+        assert_eq!(parse_port("8080").unwrap(), 8080);
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("70000").is_err());
     }
 
     #[test]
     fn spdy_negotiation_follows_client_order() {
-        let offers = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
+        let offers = [
+            "v4.channel.k8s.io",
+            "v3.channel.k8s.io",
+            "v2.channel.k8s.io",
+            "channel.k8s.io",
+        ];
         assert_eq!(
             negotiate_spdy_protocol(offers, &SPDY_REMOTE_COMMAND_PROTOCOLS).as_deref(),
             Some("v4.channel.k8s.io")
         );
         assert_eq!(
-            negotiate_spdy_protocol(["v9.channel.k8s.io, v3.channel.k8s.io"], &SPDY_REMOTE_COMMAND_PROTOCOLS)
-                .as_deref(),
+            negotiate_spdy_protocol(
+                ["v9.channel.k8s.io, v3.channel.k8s.io"],
+                &SPDY_REMOTE_COMMAND_PROTOCOLS
+            )
+            .as_deref(),
             Some("v3.channel.k8s.io")
         );
-        assert_eq!(negotiate_spdy_protocol(["nope"], &[SPDY_PORT_FORWARD_PROTOCOL]), None);
+        assert_eq!(
+            negotiate_spdy_protocol(["nope"], &[SPDY_PORT_FORWARD_PROTOCOL]),
+            None
+        );
     }
 
     #[test]
@@ -439,7 +503,16 @@ mod tests {
         assert_eq!(decoder.push(br#"{"Width":80,"#), vec![]);
         assert_eq!(
             decoder.push(br#""Height":24}{"Width":100,"Height":40}"#),
-            vec![TerminalSize { width: 80, height: 24 }, TerminalSize { width: 100, height: 40 }]
+            vec![
+                TerminalSize {
+                    width: 80,
+                    height: 24
+                },
+                TerminalSize {
+                    width: 100,
+                    height: 40
+                }
+            ]
         );
         assert_eq!(decoder.push(b"\n"), vec![]);
     }
@@ -449,9 +522,18 @@ mod tests {
         let v5 = RemoteCommandDialect::for_protocol("v5.channel.k8s.io");
         let v4 = RemoteCommandDialect::for_protocol("v4.channel.k8s.io");
         let base64 = RemoteCommandDialect::for_protocol("base64.channel.k8s.io");
-        assert_eq!(decode_channel_message(&[255, 0], v5), Some(ChannelMessage::Close(0)));
-        assert_eq!(decode_channel_message(&[255, 0], v4), Some(ChannelMessage::Data(255, Bytes::from_static(&[0]))));
-        assert_eq!(decode_channel_message(b"0aGk=", base64), Some(ChannelMessage::Data(0, Bytes::from_static(b"hi"))));
+        assert_eq!(
+            decode_channel_message(&[255, 0], v5),
+            Some(ChannelMessage::Close(0))
+        );
+        assert_eq!(
+            decode_channel_message(&[255, 0], v4),
+            Some(ChannelMessage::Data(255, Bytes::from_static(&[0])))
+        );
+        assert_eq!(
+            decode_channel_message(b"0aGk=", base64),
+            Some(ChannelMessage::Data(0, Bytes::from_static(b"hi")))
+        );
         assert_eq!(encode_channel_message(1, b"hi", base64), b"1aGk=".to_vec());
         assert_eq!(encode_channel_message(1, b"hi", v5), vec![1, b'h', b'i']);
         assert!(!v4.close_channel && v5.close_channel && base64.base64 && !base64.status_json);

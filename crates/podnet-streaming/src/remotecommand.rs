@@ -10,7 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{channel, StatusReport};
-use crate::{BoxedReader, BoxedWriter, ContainerRef, ProcessIo, StdioOptions, StreamingBackend, StreamingError, TerminalSize};
+use crate::{
+    BoxedReader, BoxedWriter, ContainerRef, ProcessIo, StdioOptions, StreamingBackend,
+    StreamingError, TerminalSize,
+};
 
 /// After the process exits, output still arriving is forwarded; an output
 /// pipe idle this long is treated as finished, because a background child
@@ -50,7 +53,11 @@ pub(crate) async fn run_remote_command<B: StreamingBackend>(
     channels: ClientChannels,
 ) -> StatusReport {
     let started = match &request.command {
-        Some(command) => backend.exec(request.target.clone(), command.clone(), request.stdio).await,
+        Some(command) => {
+            backend
+                .exec(request.target.clone(), command.clone(), request.stdio)
+                .await
+        }
         None => backend.attach(request.target.clone(), request.stdio).await,
     };
     let process = match started {
@@ -100,11 +107,21 @@ async fn run_process(
     let mut output_pumps = Vec::new();
     if let Some(stdout) = process.stdout.take() {
         let sink = stdio.stdout.then(|| channels.output.clone());
-        output_pumps.push(tokio::spawn(pump_output(stdout, channel::STDOUT, sink, exited.clone())));
+        output_pumps.push(tokio::spawn(pump_output(
+            stdout,
+            channel::STDOUT,
+            sink,
+            exited.clone(),
+        )));
     }
     if let Some(stderr) = process.stderr.take() {
         let sink = stdio.stderr.then(|| channels.output.clone());
-        output_pumps.push(tokio::spawn(pump_output(stderr, channel::STDERR, sink, exited.clone())));
+        output_pumps.push(tokio::spawn(pump_output(
+            stderr,
+            channel::STDERR,
+            sink,
+            exited.clone(),
+        )));
     }
     drop(channels.output);
 
@@ -163,7 +180,11 @@ async fn pump_output(
             Ok(0) | Err(_) => break,
             Ok(count) => {
                 if let Some(sink) = &sink {
-                    if sink.send((channel_number, Bytes::copy_from_slice(&buffer[..count]))).await.is_err() {
+                    if sink
+                        .send((channel_number, Bytes::copy_from_slice(&buffer[..count])))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -257,7 +278,11 @@ pub(crate) async fn serve_spdy<B: StreamingBackend>(
         let stderr_sender = stderr_sender.clone();
         tokio::spawn(async move {
             while let Some((number, data)) = output_receiver.recv().await {
-                let target = if number == channel::STDOUT { &stdout_sender } else { &stderr_sender };
+                let target = if number == channel::STDOUT {
+                    &stdout_sender
+                } else {
+                    &stderr_sender
+                };
                 if let Some(target) = target {
                     if target.send(&data).await.is_err() {
                         break;

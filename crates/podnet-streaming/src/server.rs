@@ -17,8 +17,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::protocol::{
-    negotiate_spdy_protocol, parse_log_query, parse_remote_command_query, SPDY_PORT_FORWARD_PROTOCOL,
-    SPDY_REMOTE_COMMAND_PROTOCOLS, WEBSOCKET_REMOTE_COMMAND_PROTOCOLS, WEBSOCKET_SPDY_PORT_FORWARD_PROTOCOL,
+    negotiate_spdy_protocol, parse_log_query, parse_remote_command_query,
+    SPDY_PORT_FORWARD_PROTOCOL, SPDY_REMOTE_COMMAND_PROTOCOLS, WEBSOCKET_REMOTE_COMMAND_PROTOCOLS,
+    WEBSOCKET_SPDY_PORT_FORWARD_PROTOCOL,
 };
 use crate::remotecommand::RemoteCommandRequest;
 use crate::spdy::{Role, SpdySession};
@@ -35,12 +36,24 @@ const ACCEPTED_STREAM_PROTOCOLS_HEADER: &str = "x-accept-stream-protocol-version
 pub fn router<B: StreamingBackend>(backend: Arc<B>) -> Router {
     Router::new()
         .route("/exec/{namespace}/{pod}/{container}", any(exec::<B>))
-        .route("/exec/{namespace}/{pod}/{uid}/{container}", any(exec_with_uid::<B>))
+        .route(
+            "/exec/{namespace}/{pod}/{uid}/{container}",
+            any(exec_with_uid::<B>),
+        )
         .route("/attach/{namespace}/{pod}/{container}", any(attach::<B>))
-        .route("/attach/{namespace}/{pod}/{uid}/{container}", any(attach_with_uid::<B>))
+        .route(
+            "/attach/{namespace}/{pod}/{uid}/{container}",
+            any(attach_with_uid::<B>),
+        )
         .route("/portForward/{namespace}/{pod}", any(port_forward::<B>))
-        .route("/portForward/{namespace}/{pod}/{uid}", any(port_forward_with_uid::<B>))
-        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs::<B>))
+        .route(
+            "/portForward/{namespace}/{pod}/{uid}",
+            any(port_forward_with_uid::<B>),
+        )
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs::<B>),
+        )
         .with_state(backend)
 }
 
@@ -55,30 +68,42 @@ pub async fn serve_unix<B: StreamingBackend>(
     let path = path.as_ref();
     let io_error = |action: String| move |source| StreamingError::Io { action, source };
     match std::fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path)
-            .map_err(io_error(format!("removing the stale socket {}", path.display())))?,
+        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path).map_err(
+            io_error(format!("removing the stale socket {}", path.display())),
+        )?,
         Ok(_) => {
             return Err(StreamingError::BadRequest {
-                message: format!("{} exists and is not a socket: remove it or choose another path", path.display()),
+                message: format!(
+                    "{} exists and is not a socket: remove it or choose another path",
+                    path.display()
+                ),
             })
         }
         Err(_) => {}
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .map_err(io_error(format!("binding the streaming socket {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_error(format!("restricting the permissions of {}", path.display())))?;
+    let listener = tokio::net::UnixListener::bind(path).map_err(io_error(format!(
+        "binding the streaming socket {}",
+        path.display()
+    )))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_error(
+        format!("restricting the permissions of {}", path.display()),
+    ))?;
     axum::serve(listener, router(backend))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(io_error(format!("serving the streaming socket {}", path.display())))
+        .map_err(io_error(format!(
+            "serving the streaming socket {}",
+            path.display()
+        )))
 }
 
 /// A `metav1.Status` response for an error raised before any upgrade.
 pub(crate) fn status_response(error: &StreamingError) -> Response {
     let (code, reason) = match error {
         StreamingError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
-        StreamingError::BadRequest { .. } | StreamingError::Protocol { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
+        StreamingError::BadRequest { .. } | StreamingError::Protocol { .. } => {
+            (StatusCode::BAD_REQUEST, "BadRequest")
+        }
         StreamingError::Backend { .. } | StreamingError::Io { .. } => {
             (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
         }
@@ -92,12 +117,20 @@ pub(crate) fn status_response(error: &StreamingError) -> Response {
         "reason": reason,
         "code": code.as_u16(),
     });
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn header_contains(headers: &HeaderMap, name: header::HeaderName, needle: &str) -> bool {
     headers.get_all(name).iter().any(|value| {
-        value.to_str().is_ok_and(|text| text.split(',').any(|item| item.trim().eq_ignore_ascii_case(needle)))
+        value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(needle))
+        })
     })
 }
 
@@ -127,7 +160,8 @@ where
             message: "unable to upgrade: X-Stream-Protocol-Version is required".to_string(),
         });
     }
-    let Some(protocol) = negotiate_spdy_protocol(offers.iter().map(String::as_str), supported) else {
+    let Some(protocol) = negotiate_spdy_protocol(offers.iter().map(String::as_str), supported)
+    else {
         let mut response = status_response(&StreamingError::BadRequest {
             message: format!(
                 "unable to upgrade: unable to negotiate protocol: client supports {offers:?}, server accepts {supported:?}"
@@ -135,7 +169,10 @@ where
         });
         *response.status_mut() = StatusCode::FORBIDDEN;
         for protocol in supported {
-            response.headers_mut().append(ACCEPTED_STREAM_PROTOCOLS_HEADER, HeaderValue::from_static(protocol));
+            response.headers_mut().append(
+                ACCEPTED_STREAM_PROTOCOLS_HEADER,
+                HeaderValue::from_static(protocol),
+            );
         }
         return response;
     };
@@ -143,7 +180,13 @@ where
     let chosen = protocol.clone();
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(upgraded) => serve(SpdySession::new(TokioIo::new(upgraded), Role::Server), chosen).await,
+            Ok(upgraded) => {
+                serve(
+                    SpdySession::new(TokioIo::new(upgraded), Role::Server),
+                    chosen,
+                )
+                .await
+            }
             Err(error) => tracing::debug!(%error, "spdy upgrade failed"),
         }
     });
@@ -158,7 +201,9 @@ where
 
 async fn websocket_upgrade(request: Request) -> Result<WebSocketUpgrade, Response> {
     let (mut parts, _body) = request.into_parts();
-    WebSocketUpgrade::from_request_parts(&mut parts, &()).await.map_err(IntoResponse::into_response)
+    WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(IntoResponse::into_response)
 }
 
 fn not_an_upgrade() -> Response {
@@ -179,9 +224,17 @@ async fn remote_command<B: StreamingBackend>(
         Ok(query) => query,
         Err(error) => return status_response(&error),
     };
-    let container = if container.is_empty() { query.container.unwrap_or_default() } else { container };
+    let container = if container.is_empty() {
+        query.container.unwrap_or_default()
+    } else {
+        container
+    };
     let command_request = RemoteCommandRequest {
-        target: ContainerRef { namespace, pod, container },
+        target: ContainerRef {
+            namespace,
+            pod,
+            container,
+        },
         command: exec.then_some(query.command),
         stdio: query.stdio,
     };
@@ -200,9 +253,13 @@ async fn remote_command<B: StreamingBackend>(
         });
     }
     if is_spdy_request(request.headers()) {
-        return spdy_upgrade(request, &SPDY_REMOTE_COMMAND_PROTOCOLS, move |session, protocol| {
-            crate::remotecommand::serve_spdy(session, protocol, backend, command_request)
-        });
+        return spdy_upgrade(
+            request,
+            &SPDY_REMOTE_COMMAND_PROTOCOLS,
+            move |session, protocol| {
+                crate::remotecommand::serve_spdy(session, protocol, backend, command_request)
+            },
+        );
     }
     not_an_upgrade()
 }
@@ -239,7 +296,11 @@ async fn attach_with_uid<B: StreamingBackend>(
     remote_command(backend, namespace, pod, container, false, request).await
 }
 
-async fn port_forward_for_pod<B: StreamingBackend>(backend: Arc<B>, pod: PodRef, request: Request) -> Response {
+async fn port_forward_for_pod<B: StreamingBackend>(
+    backend: Arc<B>,
+    pod: PodRef,
+    request: Request,
+) -> Response {
     if is_websocket_request(request.headers()) {
         let upgrade = match websocket_upgrade(request).await {
             Ok(upgrade) => upgrade.protocols([WEBSOCKET_SPDY_PORT_FORWARD_PROTOCOL]),
@@ -253,14 +314,19 @@ async fn port_forward_for_pod<B: StreamingBackend>(backend: Arc<B>, pod: PodRef,
             });
         }
         return upgrade.on_upgrade(move |socket| async move {
-            let session = SpdySession::new(crate::websocket::websocket_byte_stream(socket), Role::Server);
+            let session = SpdySession::new(
+                crate::websocket::websocket_byte_stream(socket),
+                Role::Server,
+            );
             crate::portforward::serve_spdy(session, backend, pod).await
         });
     }
     if is_spdy_request(request.headers()) {
-        return spdy_upgrade(request, &[SPDY_PORT_FORWARD_PROTOCOL], move |session, _protocol| {
-            crate::portforward::serve_spdy(session, backend, pod)
-        });
+        return spdy_upgrade(
+            request,
+            &[SPDY_PORT_FORWARD_PROTOCOL],
+            move |session, _protocol| crate::portforward::serve_spdy(session, backend, pod),
+        );
     }
     not_an_upgrade()
 }
@@ -290,5 +356,14 @@ async fn container_logs<B: StreamingBackend>(
         Ok(options) => options,
         Err(error) => return status_response(&error),
     };
-    crate::logs::serve_logs(backend, ContainerRef { namespace, pod, container }, options).await
+    crate::logs::serve_logs(
+        backend,
+        ContainerRef {
+            namespace,
+            pod,
+            container,
+        },
+        options,
+    )
+    .await
 }

@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
 use crate::protocol::{
-    channel, decode_channel_message, encode_channel_message, ChannelMessage, RemoteCommandDialect, ResizeDecoder,
+    channel, decode_channel_message, encode_channel_message, ChannelMessage, RemoteCommandDialect,
+    ResizeDecoder,
 };
 use crate::remotecommand::{run_remote_command, ClientChannels, RemoteCommandRequest};
 use crate::StreamingBackend;
@@ -65,7 +66,9 @@ pub(crate) async fn serve_remote_command<B: StreamingBackend>(
     } else {
         channel::ERROR
     };
-    let _ = outgoing.send(Outgoing::Channel(first_channel, Bytes::new())).await;
+    let _ = outgoing
+        .send(Outgoing::Channel(first_channel, Bytes::new()))
+        .await;
 
     let (stdin_sender, stdin_receiver) = mpsc::channel::<Bytes>(16);
     let (resize_sender, resize_receiver) = mpsc::channel(4);
@@ -105,7 +108,11 @@ pub(crate) async fn serve_remote_command<B: StreamingBackend>(
         let outgoing = outgoing.clone();
         tokio::spawn(async move {
             while let Some((number, data)) = output_receiver.recv().await {
-                if outgoing.send(Outgoing::Channel(number, data)).await.is_err() {
+                if outgoing
+                    .send(Outgoing::Channel(number, data))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -149,7 +156,11 @@ pub(crate) fn websocket_byte_stream(socket: WebSocket) -> DuplexStream {
             match adapter_reader.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
                 Ok(count) => {
-                    if sink.send(Message::Binary(Bytes::copy_from_slice(&buffer[..count]))).await.is_err() {
+                    if sink
+                        .send(Message::Binary(Bytes::copy_from_slice(&buffer[..count])))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }

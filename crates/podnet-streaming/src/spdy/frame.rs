@@ -71,7 +71,9 @@ impl HeaderList {
     }
 
     /// Builds a list from pairs; names are lowercased as SPDY requires.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut list = Self::new();
         for (name, value) in pairs {
             list.insert(name, value);
@@ -83,7 +85,11 @@ impl HeaderList {
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into().to_ascii_lowercase();
         let value = value.into();
-        if let Some(existing) = self.pairs.iter_mut().find(|(existing, _)| *existing == name) {
+        if let Some(existing) = self
+            .pairs
+            .iter_mut()
+            .find(|(existing, _)| *existing == name)
+        {
             existing.1 = value;
         } else {
             self.pairs.push((name, value));
@@ -156,21 +162,39 @@ pub enum Frame {
         headers: HeaderList,
     },
     /// Accepts a stream opened by the peer.
-    SynReply { stream_id: u32, flags: u8, headers: HeaderList },
+    SynReply {
+        stream_id: u32,
+        flags: u8,
+        headers: HeaderList,
+    },
     /// Aborts a stream.
     RstStream { stream_id: u32, status: u32 },
     /// Connection parameters as (flags, id, value).
-    Settings { flags: u8, entries: Vec<(u8, u32, u32)> },
+    Settings {
+        flags: u8,
+        entries: Vec<(u8, u32, u32)>,
+    },
     /// Liveness check; the receiver echoes pings it did not send.
     Ping { id: u32 },
     /// The sender will accept no new streams after `last_good_stream_id`.
-    GoAway { last_good_stream_id: u32, status: u32 },
+    GoAway {
+        last_good_stream_id: u32,
+        status: u32,
+    },
     /// Extra headers on an open stream.
-    Headers { stream_id: u32, flags: u8, headers: HeaderList },
+    Headers {
+        stream_id: u32,
+        flags: u8,
+        headers: HeaderList,
+    },
     /// Grants the peer `delta` more bytes on a stream (0: the session).
     WindowUpdate { stream_id: u32, delta: u32 },
     /// Stream payload.
-    Data { stream_id: u32, flags: u8, payload: Bytes },
+    Data {
+        stream_id: u32,
+        flags: u8,
+        payload: Bytes,
+    },
     /// A control frame of a type SPDY/3.1 tells receivers to ignore.
     Unknown { frame_type: u16 },
 }
@@ -221,7 +245,9 @@ impl HeaderBlockCompressor {
             let before_in = self.zlib.total_in();
             self.zlib
                 .compress_vec(&input[consumed..], &mut output, FlushCompress::Sync)
-                .map_err(|error| protocol_error(&format!("compressing a spdy header block: {error}")))?;
+                .map_err(|error| {
+                    protocol_error(&format!("compressing a spdy header block: {error}"))
+                })?;
             consumed += (self.zlib.total_in() - before_in) as usize;
             // A sync flush is complete once all input is taken and zlib left
             // spare room in the output buffer.
@@ -246,7 +272,9 @@ impl Default for HeaderBlockDecompressor {
 impl HeaderBlockDecompressor {
     /// A fresh context; the dictionary is supplied when zlib asks for it.
     pub fn new() -> Self {
-        Self { zlib: Decompress::new(true) }
+        Self {
+            zlib: Decompress::new(true),
+        }
     }
 
     /// Decompresses one header block and parses it.
@@ -259,20 +287,30 @@ impl HeaderBlockDecompressor {
             }
             let before_in = self.zlib.total_in();
             let before_out = self.zlib.total_out();
-            match self.zlib.decompress_vec(&compressed[consumed..], &mut output, FlushDecompress::Sync) {
+            match self.zlib.decompress_vec(
+                &compressed[consumed..],
+                &mut output,
+                FlushDecompress::Sync,
+            ) {
                 Ok(Status::StreamEnd) => {
-                    return Err(protocol_error("the peer ended its spdy header compression stream"))
+                    return Err(protocol_error(
+                        "the peer ended its spdy header compression stream",
+                    ))
                 }
                 Ok(_) => {}
                 Err(error) if error.needs_dictionary().is_some() => {
                     consumed += (self.zlib.total_in() - before_in) as usize;
                     self.zlib
                         .set_dictionary(&spdy3_dictionary())
-                        .map_err(|error| protocol_error(&format!("priming spdy header decompression: {error}")))?;
+                        .map_err(|error| {
+                            protocol_error(&format!("priming spdy header decompression: {error}"))
+                        })?;
                     continue;
                 }
                 Err(error) => {
-                    return Err(protocol_error(&format!("decompressing a spdy header block: {error}")))
+                    return Err(protocol_error(&format!(
+                        "decompressing a spdy header block: {error}"
+                    )))
                 }
             }
             consumed += (self.zlib.total_in() - before_in) as usize;
@@ -281,7 +319,10 @@ impl HeaderBlockDecompressor {
             if consumed == compressed.len() && (room_left || produced == 0) {
                 return HeaderList::decode_uncompressed(&output);
             }
-            if produced == 0 && consumed < compressed.len() && (self.zlib.total_in() - before_in) == 0 {
+            if produced == 0
+                && consumed < compressed.len()
+                && (self.zlib.total_in() - before_in) == 0
+            {
                 return Err(protocol_error("spdy header block does not decompress"));
             }
         }
@@ -293,16 +334,72 @@ impl HeaderBlockDecompressor {
 /// common status lines, dates and content types.
 pub fn spdy3_dictionary() -> Vec<u8> {
     const LENGTH_PREFIXED_WORDS: [&str; 66] = [
-        "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
-        "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
-        "cache-control", "connection", "content-base", "content-encoding", "content-language",
-        "content-length", "content-location", "content-md5", "content-range", "content-type",
-        "date", "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since",
-        "if-none-match", "if-range", "if-unmodified-since", "last-modified", "location",
-        "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
-        "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent",
-        "vary", "via", "warning", "www-authenticate", "method", "get", "status", "200 OK",
-        "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive", "origin", "",
+        "options",
+        "head",
+        "post",
+        "put",
+        "delete",
+        "trace",
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "accept-ranges",
+        "age",
+        "allow",
+        "authorization",
+        "cache-control",
+        "connection",
+        "content-base",
+        "content-encoding",
+        "content-language",
+        "content-length",
+        "content-location",
+        "content-md5",
+        "content-range",
+        "content-type",
+        "date",
+        "etag",
+        "expect",
+        "expires",
+        "from",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "last-modified",
+        "location",
+        "max-forwards",
+        "pragma",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "range",
+        "referer",
+        "retry-after",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "vary",
+        "via",
+        "warning",
+        "www-authenticate",
+        "method",
+        "get",
+        "status",
+        "200 OK",
+        "version",
+        "HTTP/1.1",
+        "url",
+        "public",
+        "set-cookie",
+        "keep-alive",
+        "origin",
+        "",
     ];
     const TRAILING_TEXT: &str = concat!(
         "100101201202205206300302303304305306307402405406407408409410411412413414415416417",
@@ -327,14 +424,23 @@ pub fn spdy3_dictionary() -> Vec<u8> {
 }
 
 fn protocol_error(message: &str) -> StreamingError {
-    StreamingError::Protocol { message: message.to_string() }
+    StreamingError::Protocol {
+        message: message.to_string(),
+    }
 }
 
 /// Encodes `frame`, compressing any header block with `compressor`.
-pub fn encode_frame(frame: &Frame, compressor: &mut HeaderBlockCompressor) -> Result<Bytes, StreamingError> {
+pub fn encode_frame(
+    frame: &Frame,
+    compressor: &mut HeaderBlockCompressor,
+) -> Result<Bytes, StreamingError> {
     let mut out = BytesMut::new();
     match frame {
-        Frame::Data { stream_id, flags, payload } => {
+        Frame::Data {
+            stream_id,
+            flags,
+            payload,
+        } => {
             if payload.len() > MAX_FRAME_PAYLOAD {
                 return Err(protocol_error("spdy data frame payload exceeds 16 MiB"));
             }
@@ -342,7 +448,13 @@ pub fn encode_frame(frame: &Frame, compressor: &mut HeaderBlockCompressor) -> Re
             out.put_u32(((*flags as u32) << 24) | payload.len() as u32);
             out.put_slice(payload);
         }
-        Frame::SynStream { stream_id, associated_stream_id, priority, flags, headers } => {
+        Frame::SynStream {
+            stream_id,
+            associated_stream_id,
+            priority,
+            flags,
+            headers,
+        } => {
             let block = compressor.compress(headers)?;
             let mut body = BytesMut::with_capacity(10 + block.len());
             body.put_u32(stream_id & 0x7fff_ffff);
@@ -352,14 +464,22 @@ pub fn encode_frame(frame: &Frame, compressor: &mut HeaderBlockCompressor) -> Re
             body.put_slice(&block);
             put_control(&mut out, frame_type::SYN_STREAM, *flags, &body);
         }
-        Frame::SynReply { stream_id, flags, headers } => {
+        Frame::SynReply {
+            stream_id,
+            flags,
+            headers,
+        } => {
             let block = compressor.compress(headers)?;
             let mut body = BytesMut::with_capacity(4 + block.len());
             body.put_u32(stream_id & 0x7fff_ffff);
             body.put_slice(&block);
             put_control(&mut out, frame_type::SYN_REPLY, *flags, &body);
         }
-        Frame::Headers { stream_id, flags, headers } => {
+        Frame::Headers {
+            stream_id,
+            flags,
+            headers,
+        } => {
             let block = compressor.compress(headers)?;
             let mut body = BytesMut::with_capacity(4 + block.len());
             body.put_u32(stream_id & 0x7fff_ffff);
@@ -382,7 +502,10 @@ pub fn encode_frame(frame: &Frame, compressor: &mut HeaderBlockCompressor) -> Re
             put_control(&mut out, frame_type::SETTINGS, *flags, &body);
         }
         Frame::Ping { id } => put_control(&mut out, frame_type::PING, 0, &id.to_be_bytes()),
-        Frame::GoAway { last_good_stream_id, status } => {
+        Frame::GoAway {
+            last_good_stream_id,
+            status,
+        } => {
             let mut body = BytesMut::with_capacity(8);
             body.put_u32(last_good_stream_id & 0x7fff_ffff);
             body.put_u32(*status);
@@ -424,16 +547,24 @@ pub fn decode_frame(
     buffer.advance(8);
     let mut body = buffer.split_to(length).freeze();
     if first_word & 0x8000_0000 == 0 {
-        return Ok(Some(Frame::Data { stream_id: first_word & 0x7fff_ffff, flags, payload: body }));
+        return Ok(Some(Frame::Data {
+            stream_id: first_word & 0x7fff_ffff,
+            flags,
+            payload: body,
+        }));
     }
     let version = ((first_word >> 16) & 0x7fff) as u16;
     if version != SPDY_VERSION {
-        return Err(protocol_error(&format!("peer speaks spdy version {version}, only 3 is supported")));
+        return Err(protocol_error(&format!(
+            "peer speaks spdy version {version}, only 3 is supported"
+        )));
     }
     let frame_type = (first_word & 0xffff) as u16;
     let need = |body: &Bytes, bytes: usize| {
         if body.len() < bytes {
-            Err(protocol_error(&format!("spdy control frame type {frame_type} is too short")))
+            Err(protocol_error(&format!(
+                "spdy control frame type {frame_type} is too short"
+            )))
         } else {
             Ok(())
         }
@@ -446,23 +577,40 @@ pub fn decode_frame(
             let priority = body.get_u8() >> 5;
             let _credential_slot = body.get_u8();
             let headers = decompressor.decompress(&body)?;
-            Frame::SynStream { stream_id, associated_stream_id, priority, flags, headers }
+            Frame::SynStream {
+                stream_id,
+                associated_stream_id,
+                priority,
+                flags,
+                headers,
+            }
         }
         frame_type::SYN_REPLY => {
             need(&body, 4)?;
             let stream_id = body.get_u32() & 0x7fff_ffff;
             let headers = decompressor.decompress(&body)?;
-            Frame::SynReply { stream_id, flags, headers }
+            Frame::SynReply {
+                stream_id,
+                flags,
+                headers,
+            }
         }
         frame_type::HEADERS => {
             need(&body, 4)?;
             let stream_id = body.get_u32() & 0x7fff_ffff;
             let headers = decompressor.decompress(&body)?;
-            Frame::Headers { stream_id, flags, headers }
+            Frame::Headers {
+                stream_id,
+                flags,
+                headers,
+            }
         }
         frame_type::RST_STREAM => {
             need(&body, 8)?;
-            Frame::RstStream { stream_id: body.get_u32() & 0x7fff_ffff, status: body.get_u32() }
+            Frame::RstStream {
+                stream_id: body.get_u32() & 0x7fff_ffff,
+                status: body.get_u32(),
+            }
         }
         frame_type::SETTINGS => {
             need(&body, 4)?;
@@ -471,7 +619,11 @@ pub fn decode_frame(
             let entries = (0..count)
                 .map(|_| {
                     let flags_and_id = body.get_u32();
-                    ((flags_and_id >> 24) as u8, flags_and_id & 0x00ff_ffff, body.get_u32())
+                    (
+                        (flags_and_id >> 24) as u8,
+                        flags_and_id & 0x00ff_ffff,
+                        body.get_u32(),
+                    )
                 })
                 .collect();
             Frame::Settings { flags, entries }
@@ -484,11 +636,17 @@ pub fn decode_frame(
             need(&body, 4)?;
             let last_good_stream_id = body.get_u32() & 0x7fff_ffff;
             let status = if body.len() >= 4 { body.get_u32() } else { 0 };
-            Frame::GoAway { last_good_stream_id, status }
+            Frame::GoAway {
+                last_good_stream_id,
+                status,
+            }
         }
         frame_type::WINDOW_UPDATE => {
             need(&body, 8)?;
-            Frame::WindowUpdate { stream_id: body.get_u32() & 0x7fff_ffff, delta: body.get_u32() & 0x7fff_ffff }
+            Frame::WindowUpdate {
+                stream_id: body.get_u32() & 0x7fff_ffff,
+                delta: body.get_u32() & 0x7fff_ffff,
+            }
         }
         other => Frame::Unknown { frame_type: other },
     };
@@ -522,8 +680,13 @@ mod tests {
     fn header_blocks_roundtrip_through_one_compression_context_per_direction() {
         let mut compressor = HeaderBlockCompressor::new();
         let mut decompressor = HeaderBlockDecompressor::new();
-        let first = HeaderList::from_pairs([("streamType", "error"), ("port", "8080"), ("requestID", "0")]);
-        let second = HeaderList::from_pairs([("streamtype", "data"), ("port", "8080"), ("requestid", "0")]);
+        let first = HeaderList::from_pairs([
+            ("streamType", "error"),
+            ("port", "8080"),
+            ("requestID", "0"),
+        ]);
+        let second =
+            HeaderList::from_pairs([("streamtype", "data"), ("port", "8080"), ("requestid", "0")]);
         let empty = HeaderList::new();
         for headers in [&first, &second, &empty, &first] {
             let block = compressor.compress(headers).unwrap();
@@ -535,7 +698,10 @@ mod tests {
     }
 
     fn from_hex(text: &str) -> Vec<u8> {
-        (0..text.len()).step_by(2).map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap()).collect()
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -563,10 +729,15 @@ mod tests {
     #[test]
     fn compressed_stream_declares_the_spdy_dictionary() {
         let mut compressor = HeaderBlockCompressor::new();
-        let block = compressor.compress(&HeaderList::from_pairs([("streamtype", "stdout")])).unwrap();
+        let block = compressor
+            .compress(&HeaderList::from_pairs([("streamtype", "stdout")]))
+            .unwrap();
         // zlib header: CMF, FLG with FDICT (0x20) set, then the dictionary id.
         assert_eq!(block[1] & 0x20, 0x20);
-        assert_eq!(u32::from_be_bytes([block[2], block[3], block[4], block[5]]), 0xe3c6_a7c2);
+        assert_eq!(
+            u32::from_be_bytes([block[2], block[3], block[4], block[5]]),
+            0xe3c6_a7c2
+        );
         // A sync flush ends with an empty stored block.
         assert_eq!(&block[block.len() - 4..], &[0, 0, 0xff, 0xff]);
     }
@@ -581,14 +752,38 @@ mod tests {
                 flags: 0,
                 headers: HeaderList::from_pairs([("streamtype", "error")]),
             },
-            Frame::SynReply { stream_id: 1, flags: 0, headers: HeaderList::new() },
-            Frame::Data { stream_id: 1, flags: FLAG_FIN, payload: Bytes::from_static(b"hello") },
-            Frame::RstStream { stream_id: 3, status: rst_status::CANCEL },
-            Frame::Settings { flags: 0, entries: vec![(0, SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20)] },
+            Frame::SynReply {
+                stream_id: 1,
+                flags: 0,
+                headers: HeaderList::new(),
+            },
+            Frame::Data {
+                stream_id: 1,
+                flags: FLAG_FIN,
+                payload: Bytes::from_static(b"hello"),
+            },
+            Frame::RstStream {
+                stream_id: 3,
+                status: rst_status::CANCEL,
+            },
+            Frame::Settings {
+                flags: 0,
+                entries: vec![(0, SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20)],
+            },
             Frame::Ping { id: 7 },
-            Frame::GoAway { last_good_stream_id: 5, status: 0 },
-            Frame::Headers { stream_id: 1, flags: FLAG_FIN, headers: HeaderList::from_pairs([("a", "b")]) },
-            Frame::WindowUpdate { stream_id: 0, delta: 4096 },
+            Frame::GoAway {
+                last_good_stream_id: 5,
+                status: 0,
+            },
+            Frame::Headers {
+                stream_id: 1,
+                flags: FLAG_FIN,
+                headers: HeaderList::from_pairs([("a", "b")]),
+            },
+            Frame::WindowUpdate {
+                stream_id: 0,
+                delta: 4096,
+            },
         ];
         let mut compressor = HeaderBlockCompressor::new();
         let mut decompressor = HeaderBlockDecompressor::new();
@@ -613,7 +808,11 @@ mod tests {
     fn data_frame_layout_is_stream_id_then_flags_and_length() {
         let mut compressor = HeaderBlockCompressor::new();
         let bytes = encode_frame(
-            &Frame::Data { stream_id: 5, flags: FLAG_FIN, payload: Bytes::from_static(b"ab") },
+            &Frame::Data {
+                stream_id: 5,
+                flags: FLAG_FIN,
+                payload: Bytes::from_static(b"ab"),
+            },
             &mut compressor,
         )
         .unwrap();

@@ -6,7 +6,9 @@ pub mod frame;
 pub mod session;
 
 pub use frame::HeaderList;
-pub use session::{Role, SessionCloser, SpdySession, SpdyStream, SpdyStreamReceiver, SpdyStreamSender};
+pub use session::{
+    Role, SessionCloser, SpdySession, SpdyStream, SpdyStreamReceiver, SpdyStreamSender,
+};
 
 #[cfg(test)]
 mod tests;

@@ -23,8 +23,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::frame::{
-    decode_frame, encode_frame, rst_status, Frame, HeaderBlockCompressor, HeaderBlockDecompressor, HeaderList,
-    DEFAULT_INITIAL_WINDOW, FLAG_FIN, SETTINGS_INITIAL_WINDOW_SIZE,
+    decode_frame, encode_frame, rst_status, Frame, HeaderBlockCompressor, HeaderBlockDecompressor,
+    HeaderList, DEFAULT_INITIAL_WINDOW, FLAG_FIN, SETTINGS_INITIAL_WINDOW_SIZE,
 };
 use crate::StreamingError;
 
@@ -93,11 +93,17 @@ impl Shared {
     async fn send_frame(&self, frame: Frame) -> Result<(), StreamingError> {
         let mut outbound = self.outbound.lock().await;
         let bytes = encode_frame(&frame, &mut outbound.compressor)?;
-        outbound.queue.send(WriterMessage::Frame(bytes)).await.map_err(|_| closed_connection_error())
+        outbound
+            .queue
+            .send(WriterMessage::Frame(bytes))
+            .await
+            .map_err(|_| closed_connection_error())
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn forget_stream_if_done(state: &mut SessionState, stream_id: u32) {
@@ -110,7 +116,9 @@ impl Shared {
 }
 
 fn closed_connection_error() -> StreamingError {
-    StreamingError::Protocol { message: "the spdy connection is closed".to_string() }
+    StreamingError::Protocol {
+        message: "the spdy connection is closed".to_string(),
+    }
 }
 
 /// A SPDY/3.1 session over any byte stream.
@@ -141,7 +149,10 @@ impl SpdySession {
                 going_away: false,
                 closed: false,
             }),
-            outbound: tokio::sync::Mutex::new(Outbound { compressor: HeaderBlockCompressor::new(), queue }),
+            outbound: tokio::sync::Mutex::new(Outbound {
+                compressor: HeaderBlockCompressor::new(),
+                queue,
+            }),
             window_changed: Notify::new(),
             session_unacknowledged_bytes: AtomicU64::new(0),
             stop_reading,
@@ -149,7 +160,12 @@ impl SpdySession {
         });
         let (incoming_sender, incoming) = mpsc::unbounded_channel();
         tokio::spawn(run_writer(write_half, queue_receiver));
-        tokio::spawn(run_reader(read_half, Arc::clone(&shared), incoming_sender, stop_reading_receiver));
+        tokio::spawn(run_reader(
+            read_half,
+            Arc::clone(&shared),
+            incoming_sender,
+            stop_reading_receiver,
+        ));
         Self { shared, incoming }
     }
 
@@ -187,17 +203,36 @@ impl SpdySession {
             );
             stream_id
         };
-        let frame = Frame::SynStream { stream_id, associated_stream_id: 0, priority: 0, flags: 0, headers: headers.clone() };
+        let frame = Frame::SynStream {
+            stream_id,
+            associated_stream_id: 0,
+            priority: 0,
+            flags: 0,
+            headers: headers.clone(),
+        };
         let bytes = encode_frame(&frame, &mut outbound.compressor)?;
-        outbound.queue.send(WriterMessage::Frame(bytes)).await.map_err(|_| closed_connection_error())?;
+        outbound
+            .queue
+            .send(WriterMessage::Frame(bytes))
+            .await
+            .map_err(|_| closed_connection_error())?;
         drop(outbound);
-        reply_receiver.await.map_err(|_| closed_connection_error())??;
-        Ok(SpdyStream::new(stream_id, headers, inbound_receiver, Arc::clone(&self.shared)))
+        reply_receiver
+            .await
+            .map_err(|_| closed_connection_error())??;
+        Ok(SpdyStream::new(
+            stream_id,
+            headers,
+            inbound_receiver,
+            Arc::clone(&self.shared),
+        ))
     }
 
     /// A handle that can close the session while streams are in use.
     pub fn closer(&self) -> SessionCloser {
-        SessionCloser { shared: Arc::clone(&self.shared) }
+        SessionCloser {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Sends GOAWAY, flushes everything queued and closes the connection.
@@ -228,7 +263,13 @@ impl SessionCloser {
             state.going_away = true;
             state.highest_peer_stream_id
         };
-        let _ = self.shared.send_frame(Frame::GoAway { last_good_stream_id, status: 0 }).await;
+        let _ = self
+            .shared
+            .send_frame(Frame::GoAway {
+                last_good_stream_id,
+                status: 0,
+            })
+            .await;
         let outbound = self.shared.outbound.lock().await;
         let _ = outbound.queue.send(WriterMessage::Shutdown).await;
         drop(outbound);
@@ -290,7 +331,12 @@ async fn run_reader<R: AsyncRead>(
                 Ok(None) => break,
                 Err(error) => {
                     tracing::debug!(%error, "closing spdy session after an undecodable frame");
-                    let _ = shared.send_frame(Frame::GoAway { last_good_stream_id: 0, status: 1 }).await;
+                    let _ = shared
+                        .send_frame(Frame::GoAway {
+                            last_good_stream_id: 0,
+                            status: 1,
+                        })
+                        .await;
                     break 'connection;
                 }
             }
@@ -323,7 +369,12 @@ async fn handle_frame(
     incoming: &mpsc::UnboundedSender<SpdyStream>,
 ) -> Result<(), StreamingError> {
     match frame {
-        Frame::SynStream { stream_id, flags, headers, .. } => {
+        Frame::SynStream {
+            stream_id,
+            flags,
+            headers,
+            ..
+        } => {
             let peer_parity = if shared.role == Role::Server { 1 } else { 0 };
             let (inbound_sender, inbound_receiver) = mpsc::unbounded_channel();
             let refusal = {
@@ -354,18 +405,33 @@ async fn handle_frame(
                 }
             };
             if let Some(status) = refusal {
-                return shared.send_frame(Frame::RstStream { stream_id, status }).await;
+                return shared
+                    .send_frame(Frame::RstStream { stream_id, status })
+                    .await;
             }
             // Reply before the application sees the stream, as the
             // Kubernetes SPDY server does: the client waits for the reply
             // before it opens its next stream.
-            shared.send_frame(Frame::SynReply { stream_id, flags: 0, headers: HeaderList::new() }).await?;
+            shared
+                .send_frame(Frame::SynReply {
+                    stream_id,
+                    flags: 0,
+                    headers: HeaderList::new(),
+                })
+                .await?;
             let stream = SpdyStream::new(stream_id, headers, inbound_receiver, Arc::clone(shared));
             if incoming.send(stream).is_err() {
-                tracing::debug!(stream_id, "spdy stream opened after the session stopped accepting");
+                tracing::debug!(
+                    stream_id,
+                    "spdy stream opened after the session stopped accepting"
+                );
             }
         }
-        Frame::SynReply { stream_id, flags, headers } => {
+        Frame::SynReply {
+            stream_id,
+            flags,
+            headers,
+        } => {
             let mut state = shared.lock_state();
             if let Some(entry) = state.streams.get_mut(&stream_id) {
                 if let Some(waiter) = entry.reply_waiter.take() {
@@ -378,7 +444,11 @@ async fn handle_frame(
                 Shared::forget_stream_if_done(&mut state, stream_id);
             }
         }
-        Frame::Data { stream_id, flags, payload } => {
+        Frame::Data {
+            stream_id,
+            flags,
+            payload,
+        } => {
             let mut state = shared.lock_state();
             match state.streams.get_mut(&stream_id) {
                 Some(entry) if !entry.remote_finished => {
@@ -397,7 +467,9 @@ async fn handle_frame(
                 _ => {}
             }
         }
-        Frame::Headers { stream_id, flags, .. } => {
+        Frame::Headers {
+            stream_id, flags, ..
+        } => {
             if flags & FLAG_FIN != 0 {
                 let mut state = shared.lock_state();
                 if let Some(entry) = state.streams.get_mut(&stream_id) {
@@ -414,7 +486,9 @@ async fn handle_frame(
                 let _ = entry.inbound.send(InboundEvent::Reset(status));
                 if let Some(waiter) = entry.reply_waiter.take() {
                     let _ = waiter.send(Err(StreamingError::Protocol {
-                        message: format!("the peer refused spdy stream {stream_id} (status {status})"),
+                        message: format!(
+                            "the peer refused spdy stream {stream_id} (status {status})"
+                        ),
                     }));
                 }
             }
@@ -572,14 +646,32 @@ impl SpdyStreamReceiver {
         self.unacknowledged_bytes += consumed as u32;
         if self.unacknowledged_bytes >= threshold {
             let delta = std::mem::take(&mut self.unacknowledged_bytes);
-            let _ = self.shared.send_frame(Frame::WindowUpdate { stream_id: self.stream_id, delta }).await;
+            let _ = self
+                .shared
+                .send_frame(Frame::WindowUpdate {
+                    stream_id: self.stream_id,
+                    delta,
+                })
+                .await;
         }
-        let session_total =
-            self.shared.session_unacknowledged_bytes.fetch_add(consumed as u64, Ordering::SeqCst) + consumed as u64;
+        let session_total = self
+            .shared
+            .session_unacknowledged_bytes
+            .fetch_add(consumed as u64, Ordering::SeqCst)
+            + consumed as u64;
         if session_total >= threshold as u64 {
-            let delta = self.shared.session_unacknowledged_bytes.swap(0, Ordering::SeqCst);
+            let delta = self
+                .shared
+                .session_unacknowledged_bytes
+                .swap(0, Ordering::SeqCst);
             if delta > 0 {
-                let _ = self.shared.send_frame(Frame::WindowUpdate { stream_id: 0, delta: delta as u32 }).await;
+                let _ = self
+                    .shared
+                    .send_frame(Frame::WindowUpdate {
+                        stream_id: 0,
+                        delta: delta as u32,
+                    })
+                    .await;
             }
         }
     }
@@ -605,7 +697,11 @@ impl SpdyStreamSender {
             let allowed = self.reserve_window(data.len().min(MAX_DATA_CHUNK)).await?;
             let (chunk, rest) = data.split_at(allowed);
             self.shared
-                .send_frame(Frame::Data { stream_id: self.stream_id, flags: 0, payload: Bytes::copy_from_slice(chunk) })
+                .send_frame(Frame::Data {
+                    stream_id: self.stream_id,
+                    flags: 0,
+                    payload: Bytes::copy_from_slice(chunk),
+                })
                 .await?;
             data = rest;
         }
@@ -627,7 +723,10 @@ impl SpdyStreamSender {
                     Some(entry) if !entry.reset && !entry.local_finished => entry,
                     _ => {
                         return Err(StreamingError::Protocol {
-                            message: format!("spdy stream {} is closed or was reset by the peer", self.stream_id),
+                            message: format!(
+                                "spdy stream {} is closed or was reset by the peer",
+                                self.stream_id
+                            ),
                         })
                     }
                 };
@@ -659,14 +758,31 @@ impl SpdyStreamSender {
             }
             Shared::forget_stream_if_done(&mut state, self.stream_id);
         }
-        self.shared.send_frame(Frame::Data { stream_id: self.stream_id, flags: FLAG_FIN, payload: Bytes::new() }).await
+        self.shared
+            .send_frame(Frame::Data {
+                stream_id: self.stream_id,
+                flags: FLAG_FIN,
+                payload: Bytes::new(),
+            })
+            .await
     }
 
     /// Aborts the stream in both directions.
     pub async fn reset(&self, status: u32) {
-        let was_open = self.shared.lock_state().streams.remove(&self.stream_id).is_some();
+        let was_open = self
+            .shared
+            .lock_state()
+            .streams
+            .remove(&self.stream_id)
+            .is_some();
         if was_open {
-            let _ = self.shared.send_frame(Frame::RstStream { stream_id: self.stream_id, status }).await;
+            let _ = self
+                .shared
+                .send_frame(Frame::RstStream {
+                    stream_id: self.stream_id,
+                    status,
+                })
+                .await;
         }
     }
 }

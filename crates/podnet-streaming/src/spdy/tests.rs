@@ -4,8 +4,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::frame::{
-    decode_frame, encode_frame, Frame, HeaderBlockCompressor, HeaderBlockDecompressor, HeaderList, FLAG_FIN,
-    SETTINGS_INITIAL_WINDOW_SIZE,
+    decode_frame, encode_frame, Frame, HeaderBlockCompressor, HeaderBlockDecompressor, HeaderList,
+    FLAG_FIN, SETTINGS_INITIAL_WINDOW_SIZE,
 };
 use super::session::{Role, SpdySession};
 
@@ -27,7 +27,10 @@ async fn client_and_server_sessions_exchange_data_and_fin() {
         server
     });
 
-    let mut stream = client.open(HeaderList::from_pairs([("streamType", "stdin")])).await.unwrap();
+    let mut stream = client
+        .open(HeaderList::from_pairs([("streamType", "stdin")]))
+        .await
+        .unwrap();
     assert_eq!(stream.id(), 1);
     stream.send(b"hello ").await.unwrap();
     stream.send(b"world").await.unwrap();
@@ -39,7 +42,10 @@ async fn client_and_server_sessions_exchange_data_and_fin() {
     assert_eq!(echoed, b"hello world");
     let _server = server_task.await.unwrap();
     // The next stream takes the next odd id.
-    let second = client.open(HeaderList::from_pairs([("streamtype", "stdout")])).await.unwrap();
+    let second = client
+        .open(HeaderList::from_pairs([("streamtype", "stdout")]))
+        .await
+        .unwrap();
     assert_eq!(second.id(), 3);
 }
 
@@ -57,7 +63,10 @@ async fn large_transfers_work_with_a_peer_that_grants_window() {
         // Keep the session alive until the client is done reading.
         let _ = server.accept().await;
     });
-    let mut stream = client.open(HeaderList::from_pairs([("streamtype", "stdout")])).await.unwrap();
+    let mut stream = client
+        .open(HeaderList::from_pairs([("streamtype", "stdout")]))
+        .await
+        .unwrap();
     let mut received = Vec::new();
     while let Some(chunk) = stream.recv().await {
         received.extend_from_slice(&chunk);
@@ -71,7 +80,10 @@ async fn reset_by_peer_ends_the_stream_and_fails_sends() {
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
     let client = SpdySession::new(client_io, Role::Client);
     let mut server = SpdySession::new(server_io, Role::Server);
-    let mut client_stream = client.open(HeaderList::from_pairs([("streamtype", "data")])).await.unwrap();
+    let mut client_stream = client
+        .open(HeaderList::from_pairs([("streamtype", "data")]))
+        .await
+        .unwrap();
     let server_stream = server.accept().await.unwrap();
     server_stream.reset(5).await;
     assert_eq!(client_stream.recv().await, None);
@@ -91,10 +103,15 @@ async fn server_replies_echoes_pings_and_honours_announced_window() {
     let mut decompressor = HeaderBlockDecompressor::new();
     let mut buffer = BytesMut::new();
 
-    let send = |frame: Frame, compressor: &mut HeaderBlockCompressor| encode_frame(&frame, compressor).unwrap();
+    let send = |frame: Frame, compressor: &mut HeaderBlockCompressor| {
+        encode_frame(&frame, compressor).unwrap()
+    };
     raw_client
         .write_all(&send(
-            Frame::Settings { flags: 0, entries: vec![(0, SETTINGS_INITIAL_WINDOW_SIZE, 10)] },
+            Frame::Settings {
+                flags: 0,
+                entries: vec![(0, SETTINGS_INITIAL_WINDOW_SIZE, 10)],
+            },
             &mut compressor,
         ))
         .await
@@ -112,7 +129,10 @@ async fn server_replies_echoes_pings_and_honours_announced_window() {
         ))
         .await
         .unwrap();
-    raw_client.write_all(&send(Frame::Ping { id: 1 }, &mut compressor)).await.unwrap();
+    raw_client
+        .write_all(&send(Frame::Ping { id: 1 }, &mut compressor))
+        .await
+        .unwrap();
 
     let server_stream = server.accept().await.unwrap();
     let sender_task = tokio::spawn(async move {
@@ -130,7 +150,9 @@ async fn server_replies_echoes_pings_and_honours_announced_window() {
             if let Some(frame) = decode_frame(buffer, decompressor).unwrap() {
                 return Some(frame);
             }
-            match tokio::time::timeout(Duration::from_millis(300), raw_client.read_buf(buffer)).await {
+            match tokio::time::timeout(Duration::from_millis(300), raw_client.read_buf(buffer))
+                .await
+            {
                 Ok(Ok(read)) if read > 0 => {}
                 _ => return None,
             }
@@ -139,16 +161,39 @@ async fn server_replies_echoes_pings_and_honours_announced_window() {
 
     assert_eq!(
         next_frame(&mut raw_client, &mut buffer, &mut decompressor).await,
-        Some(Frame::SynReply { stream_id: 1, flags: 0, headers: HeaderList::new() })
+        Some(Frame::SynReply {
+            stream_id: 1,
+            flags: 0,
+            headers: HeaderList::new()
+        })
     );
-    assert_eq!(next_frame(&mut raw_client, &mut buffer, &mut decompressor).await, Some(Frame::Ping { id: 1 }));
     assert_eq!(
         next_frame(&mut raw_client, &mut buffer, &mut decompressor).await,
-        Some(Frame::Data { stream_id: 1, flags: 0, payload: Bytes::from(vec![7u8; 10]) })
+        Some(Frame::Ping { id: 1 })
+    );
+    assert_eq!(
+        next_frame(&mut raw_client, &mut buffer, &mut decompressor).await,
+        Some(Frame::Data {
+            stream_id: 1,
+            flags: 0,
+            payload: Bytes::from(vec![7u8; 10])
+        })
     );
     // The 10-byte window is used up: nothing more until the client grants.
-    assert_eq!(next_frame(&mut raw_client, &mut buffer, &mut decompressor).await, None);
-    raw_client.write_all(&send(Frame::WindowUpdate { stream_id: 1, delta: 90 }, &mut compressor)).await.unwrap();
+    assert_eq!(
+        next_frame(&mut raw_client, &mut buffer, &mut decompressor).await,
+        None
+    );
+    raw_client
+        .write_all(&send(
+            Frame::WindowUpdate {
+                stream_id: 1,
+                delta: 90,
+            },
+            &mut compressor,
+        ))
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     loop {
         match next_frame(&mut raw_client, &mut buffer, &mut decompressor).await {
