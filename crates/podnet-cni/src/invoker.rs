@@ -201,12 +201,24 @@ impl CniInvoker {
         let cni_path = std::env::join_paths(&self.plugin_dirs)
             .map(|joined| joined.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cni_args = invocation
-            .args
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect::<Vec<_>>()
-            .join(";");
+        // Like the CRI runtimes, mark the pod metadata args as optional:
+        // plugins that do not know K8S_POD_NAME otherwise refuse them.
+        let mut arg_pairs: Vec<String> = Vec::new();
+        if !invocation.args.is_empty()
+            && !invocation
+                .args
+                .iter()
+                .any(|(key, _)| key == "IgnoreUnknown")
+        {
+            arg_pairs.push("IgnoreUnknown=1".to_string());
+        }
+        arg_pairs.extend(
+            invocation
+                .args
+                .iter()
+                .map(|(key, value)| format!("{key}={value}")),
+        );
+        let cni_args = arg_pairs.join(";");
         let mut command = Command::new(&path);
         command
             .env("CNI_COMMAND", invocation.command)
@@ -288,8 +300,10 @@ impl CniInvoker {
     }
 
     /// ADD: runs every plugin in order, chaining results, caches the final
-    /// result and returns it. On failure the chain is deleted again so
-    /// nothing is left half-attached.
+    /// result and returns it. On failure the caller runs [`CniInvoker::del`]
+    /// (as runtimes do with libcni): DEL is what undoes earlier plugins of
+    /// the chain, and an ADD that failed because the interface already
+    /// exists must not tear down the working attachment.
     pub fn add(
         &self,
         container_id: &str,
@@ -308,12 +322,8 @@ impl CniInvoker {
         let mut prev_result: Option<Value> = None;
         for plugin in &list.plugins {
             let stdin = Self::plugin_stdin(&list, plugin, prev_result.as_ref(), None);
-            match self.exec_plugin(plugin, &invocation, &stdin) {
-                Ok(result) => prev_result = result.or(prev_result),
-                Err(error) => {
-                    let _ = self.del(container_id, Some(netns_path), ifname, args);
-                    return Err(error);
-                }
+            if let Some(result) = self.exec_plugin(plugin, &invocation, &stdin)? {
+                prev_result = Some(result);
             }
         }
         let result = prev_result.unwrap_or_else(|| json!({"cniVersion": list.cni_version}));
