@@ -213,9 +213,19 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
         ("", "Namespace") => {
             let name = meta_str(obj, "name").unwrap_or_default().to_string();
             ensure_namespace_label(obj, &name);
-            if obj.pointer("/spec/finalizers").is_none() {
-                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            // Upstream requires the `kubernetes` finalizer on create so that the
+            // namespace controller empties the namespace before it goes.
+            if !obj.get("spec").is_some_and(Value::is_object) {
+                obj["spec"] = json!({});
             }
+            let mut spec_finalizers: Vec<Value> = obj["spec"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !spec_finalizers.contains(&json!("kubernetes")) {
+                spec_finalizers.push(json!("kubernetes"));
+            }
+            obj["spec"]["finalizers"] = json!(spec_finalizers);
             obj["status"] = json!({"phase": "Active"});
         }
         ("", "PersistentVolumeClaim") | ("", "PersistentVolume") => {
