@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod error;
+pub mod names;
 pub mod patch;
 pub mod registry;
 pub mod schema;
