@@ -163,8 +163,8 @@ async fn busybox_container_logs_exec_stop_and_remove() {
 #[tokio::test(flavor = "multi_thread")]
 async fn containers_of_a_pod_share_network_ipc_and_uts() {
     let fixture = Fixture::new("pod-a");
-    Command::new("ip").args(["-n", &fixture.netns, "link", "add", "dummy0", "type", "dummy"]).status().unwrap();
-    Command::new("ip").args(["-n", &fixture.netns, "addr", "add", "10.123.0.5/24", "dev", "dummy0"]).status().unwrap();
+    Command::new("ip").args(["-n", &fixture.netns, "link", "set", "lo", "up"]).status().unwrap();
+    Command::new("ip").args(["-n", &fixture.netns, "addr", "add", "10.123.0.5/32", "dev", "lo"]).status().unwrap();
     let mut ids = Vec::new();
     for name in ["first", "second"] {
         let spec = fixture.spec("busybox", name, &["sleep", "1000"]);
@@ -173,7 +173,7 @@ async fn containers_of_a_pod_share_network_ipc_and_uts() {
     }
     let (_, first_addresses, _) = exec_output(&fixture.runtime, &ids[0], &["ip", "addr"]).await;
     let (_, second_addresses, _) = exec_output(&fixture.runtime, &ids[1], &["ip", "addr"]).await;
-    assert!(first_addresses.contains("10.123.0.5/24"), "{first_addresses}");
+    assert!(first_addresses.contains("10.123.0.5/32"), "{first_addresses}");
     assert_eq!(first_addresses, second_addresses);
     let (_, first_host, _) = exec_output(&fixture.runtime, &ids[0], &["hostname"]).await;
     let (_, second_host, _) = exec_output(&fixture.runtime, &ids[1], &["hostname"]).await;
@@ -233,10 +233,18 @@ async fn attach_stdin_and_tty_exec() {
         .await
         .unwrap();
     let mut stdin = process.stdin.take().unwrap();
+    let mut stdout = process.stdout.take().unwrap();
+    // Type only once the shell prompts, as a person at a terminal would.
+    let mut output = Vec::new();
+    while !String::from_utf8_lossy(&output).contains("# ") {
+        let mut chunk = [0u8; 1024];
+        let count = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(count > 0, "the shell ended early: {}", String::from_utf8_lossy(&output));
+        output.extend_from_slice(&chunk[..count]);
+    }
     stdin.write_all(b"tty; stty size; exit 5\n").await.unwrap();
     stdin.flush().await.unwrap();
-    let mut output = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), process.stdout.take().unwrap().read_to_end(&mut output)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stdout.read_to_end(&mut output)).await.unwrap().unwrap();
     let output = String::from_utf8_lossy(&output);
     assert!(output.contains("/dev/pts/"), "{output}");
     assert!(output.contains("40 100"), "{output}");
