@@ -6,12 +6,18 @@
 //! the kernel and runtime through the traits in `backend`, so it is testable
 //! with fakes; `run` wires the real implementations.
 
+pub mod agent;
 pub mod backend;
 pub mod dns;
+pub mod network;
 pub mod node;
 pub mod pods;
+pub mod real;
 pub mod status;
+pub mod streaming;
 pub mod volumes;
+
+pub use agent::{run, AgentArgs};
 
 use std::path::{Path, PathBuf};
 

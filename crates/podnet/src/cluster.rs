@@ -42,9 +42,11 @@ pub struct UpOptions {
 
 impl ClusterState {
     pub fn load(paths: &ClusterPaths) -> Result<ClusterState> {
-        let text = fs::read_to_string(paths.state_file())
-            .with_context(|| format!("cluster {} does not exist (see `podnet list`)", paths.name))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", paths.state_file().display()))
+        let text = fs::read_to_string(paths.state_file()).with_context(|| {
+            format!("cluster {} does not exist (see `podnet list`)", paths.name)
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", paths.state_file().display()))
     }
 }
 
@@ -56,7 +58,10 @@ struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Progress { start: Instant::now(), step: Instant::now() }
+        Progress {
+            start: Instant::now(),
+            step: Instant::now(),
+        }
     }
     fn begin(&mut self, what: &str) {
         self.step = Instant::now();
@@ -74,7 +79,9 @@ impl Progress {
 fn validate_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 20
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if !valid {
@@ -87,7 +94,8 @@ fn pick_api_port() -> Result<u16> {
     if std::net::TcpListener::bind("127.0.0.1:6443").is_ok() {
         return Ok(6443);
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
 }
 
@@ -111,7 +119,10 @@ pub fn up(options: &UpOptions) -> Result<()> {
     }
     let result = up_inner(options, &paths);
     if result.is_err() {
-        eprintln!(" ✗ bringing up cluster {} failed: removing what was created", options.name);
+        eprintln!(
+            " ✗ bringing up cluster {} failed: removing what was created",
+            options.name
+        );
         if let Err(error) = down_paths(&paths) {
             eprintln!("   cleanup also failed: {error:#}");
         }
@@ -121,9 +132,14 @@ pub fn up(options: &UpOptions) -> Result<()> {
 
 fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
     let mut progress = Progress::new();
-    eprintln!("Creating cluster {:?} with {} nodes ({} overlay)", options.name, options.nodes, options.backend);
+    eprintln!(
+        "Creating cluster {:?} with {} nodes ({} overlay)",
+        options.name, options.nodes, options.backend
+    );
     fs::create_dir_all(paths.server_dir())?;
-    let node_names: Vec<String> = (1..=options.nodes).map(|index| paths.node_name(index)).collect();
+    let node_names: Vec<String> = (1..=options.nodes)
+        .map(|index| paths.node_name(index))
+        .collect();
     let plan = topology::plan(&paths.underlay_netns(), &node_names);
     let api_port = pick_api_port()?;
     let state = ClusterState {
@@ -131,7 +147,10 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         nodes: plan
             .nodes
             .iter()
-            .map(|node| NodeState { name: node.node_name.clone(), ip: node.ip.to_string() })
+            .map(|node| NodeState {
+                name: node.node_name.clone(),
+                ip: node.ip.to_string(),
+            })
             .collect(),
         backend: options.backend.clone(),
         proxy_mode: options.proxy_mode.clone(),
@@ -149,7 +168,12 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         "--listen".to_string(),
         format!("127.0.0.1:{api_port}"),
     ];
-    daemon::spawn_detached(&binary, &server_args, &paths.server_log(), &paths.server_pid())?;
+    daemon::spawn_detached(
+        &binary,
+        &server_args,
+        &paths.server_log(),
+        &paths.server_pid(),
+    )?;
     progress.done();
 
     progress.begin("Creating the underlay and node network namespaces");
@@ -186,7 +210,12 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
             "--cni".to_string(),
             options.cni.clone(),
         ];
-        daemon::spawn_detached(&binary, &args, &node_paths.agent_log(), &node_paths.agent_pid())?;
+        daemon::spawn_detached(
+            &binary,
+            &args,
+            &node_paths.agent_log(),
+            &node_paths.agent_pid(),
+        )?;
     }
     progress.done();
 
@@ -204,7 +233,11 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
             target.display()
         );
     } else {
-        eprintln!("Cluster {:?} is up in {} ms.", options.name, progress.start.elapsed().as_millis());
+        eprintln!(
+            "Cluster {:?} is up in {} ms.",
+            options.name,
+            progress.start.elapsed().as_millis()
+        );
     }
     eprintln!();
     eprintln!("  kubectl get nodes -o wide");
@@ -260,7 +293,10 @@ fn down_paths(paths: &ClusterPaths) -> Result<()> {
     };
     // 1. Agents first, so nothing recreates what is being removed.
     for node in &node_names {
-        note(daemon::stop(&paths.node(node).agent_pid(), Duration::from_secs(5)));
+        note(daemon::stop(
+            &paths.node(node).agent_pid(),
+            Duration::from_secs(5),
+        ));
     }
     // 2. Every process still inside one of the cluster's namespaces (containers,
     //    shims' children) is killed: collect the namespaces' identities first.
@@ -270,9 +306,13 @@ fn down_paths(paths: &ClusterPaths) -> Result<()> {
         namespace_ids.extend(netns_id(&node_paths.netns_path()));
         namespace_ids.extend(pod_namespace_ids(&node_paths.root.join("run/netns")));
     }
-    namespace_ids.extend(netns_id(&Path::new("/run/netns").join(paths.underlay_netns())));
+    namespace_ids.extend(netns_id(
+        &Path::new("/run/netns").join(paths.underlay_netns()),
+    ));
     for node in &node_names {
-        note(remove_runc_containers(&paths.node(node).root.join("run/runc")));
+        note(remove_runc_containers(
+            &paths.node(node).root.join("run/runc"),
+        ));
     }
     note(kill_processes_in(&namespace_ids));
     // 3. The server.
@@ -286,12 +326,20 @@ fn down_paths(paths: &ClusterPaths) -> Result<()> {
     note(topology::delete_netns(&paths.underlay_netns()));
     // 6. Cgroups runc may have left, the state, and the kubeconfig context.
     note(remove_cgroups(&node_names));
-    note(fs::remove_dir_all(&paths.root).or_else(ignore_not_found).context("removing the cluster state"));
+    note(
+        fs::remove_dir_all(&paths.root)
+            .or_else(ignore_not_found)
+            .context("removing the cluster state"),
+    );
     note(kubeconfig::remove(&paths.context_name()));
     if errors.is_empty() {
         Ok(())
     } else {
-        bail!("removing cluster {} left problems:\n  {}", paths.name, errors.join("\n  "))
+        bail!(
+            "removing cluster {} left problems:\n  {}",
+            paths.name,
+            errors.join("\n  ")
+        )
     }
 }
 
@@ -321,7 +369,12 @@ fn netns_id(path: &Path) -> Option<(u64, u64)> {
 
 fn pod_namespace_ids(dir: &Path) -> Vec<(u64, u64)> {
     fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter_map(|entry| netns_id(&entry.path())).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| netns_id(&entry.path()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -333,14 +386,25 @@ fn kill_processes_in(namespace_ids: &[(u64, u64)]) -> Result<()> {
     for _ in 0..50 {
         let mut found = false;
         for entry in fs::read_dir("/proc")?.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
             if pid == me {
                 continue;
             }
-            let Some(id) = netns_id(&entry.path().join("ns/net")) else { continue };
+            let Some(id) = netns_id(&entry.path().join("ns/net")) else {
+                continue;
+            };
             if namespace_ids.contains(&id) && daemon::alive(pid) {
                 found = true;
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         if !found {
@@ -361,7 +425,10 @@ fn remove_runc_containers(runc_root: &Path) -> Result<()> {
         .args(["list", "-q"])
         .output()
         .context("running runc list")?;
-    for id in String::from_utf8_lossy(&output.stdout).lines().filter(|l| !l.is_empty()) {
+    for id in String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
         let _ = std::process::Command::new("runc")
             .arg("--root")
             .arg(runc_root)
@@ -390,7 +457,10 @@ pub fn unmount_under(root: &Path) -> Result<()> {
 }
 
 fn unescape_mount_path(raw: &str) -> String {
-    raw.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    raw.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// The agents put containers under `/podnet/<node>` in every controller.
@@ -421,14 +491,22 @@ fn remove_cgroup_tree(dir: &Path) {
 pub fn list() -> Result<()> {
     let root = clusters_root();
     let mut names: Vec<String> = fs::read_dir(&root)
-        .map(|entries| entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     if names.is_empty() {
         eprintln!("No clusters (create one with `podnet up`).");
         return Ok(());
     }
-    println!("{:<16} {:<6} {:<8} {:<10} {:<22} STATE", "NAME", "NODES", "BACKEND", "PROXY", "API");
+    println!(
+        "{:<16} {:<6} {:<8} {:<10} {:<22} STATE",
+        "NAME", "NODES", "BACKEND", "PROXY", "API"
+    );
     for name in names {
         let paths = ClusterPaths::new(&name);
         match ClusterState::load(&paths) {
@@ -453,8 +531,9 @@ pub fn list() -> Result<()> {
 /// `podnet kubeconfig`: print the cluster's kubeconfig.
 pub fn print_kubeconfig(name: &str) -> Result<()> {
     let paths = ClusterPaths::new(name);
-    let text = fs::read_to_string(paths.kubeconfig())
-        .with_context(|| format!("cluster {name} has no kubeconfig (is it up? see `podnet list`)"))?;
+    let text = fs::read_to_string(paths.kubeconfig()).with_context(|| {
+        format!("cluster {name} has no kubeconfig (is it up? see `podnet list`)")
+    })?;
     print!("{text}");
     Ok(())
 }

@@ -37,7 +37,8 @@ pub fn spawn_detached(program: &Path, args: &[String], log: &Path, pid_file: &Pa
         .spawn()
         .with_context(|| format!("starting {} {}", program.display(), args.join(" ")))?;
     let pid = child.id();
-    fs::write(pid_file, pid.to_string()).with_context(|| format!("writing {}", pid_file.display()))?;
+    fs::write(pid_file, pid.to_string())
+        .with_context(|| format!("writing {}", pid_file.display()))?;
     Ok(pid)
 }
 

@@ -34,16 +34,33 @@ spec:
 
 fn kubectl(paths: &ClusterPaths, args: &[&str], input: Option<&str>) -> Result<String> {
     let mut command = Command::new("kubectl");
-    command.arg("--kubeconfig").arg(paths.kubeconfig()).args(args);
-    command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+    command
+        .arg("--kubeconfig")
+        .arg(paths.kubeconfig())
+        .args(args);
+    command.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().context("running kubectl (is it installed?)")?;
+    let mut child = command
+        .spawn()
+        .context("running kubectl (is it installed?)")?;
     if let Some(text) = input {
-        child.stdin.take().expect("stdin").write_all(text.as_bytes())?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())?;
     }
     let output = child.wait_with_output()?;
     if !output.status.success() {
-        bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
@@ -58,15 +75,42 @@ fn show(paths: &ClusterPaths, args: &[&str]) -> Result<String> {
 pub fn run(name: &str) -> Result<()> {
     let paths = ClusterPaths::new(name);
     let state = crate::cluster::ClusterState::load(&paths)?;
-    let node1 = state.nodes.first().map(|n| n.name.clone()).context("cluster has no nodes")?;
-    let node2 = state.nodes.get(1).map(|n| n.name.clone()).unwrap_or_else(|| node1.clone());
+    let node1 = state
+        .nodes
+        .first()
+        .map(|n| n.name.clone())
+        .context("cluster has no nodes")?;
+    let node2 = state
+        .nodes
+        .get(1)
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| node1.clone());
     let manifest = MANIFEST.replace("NODE1", &node1).replace("NODE2", &node2);
     println!("$ kubectl apply -f seed.yaml");
-    print!("{}", kubectl(&paths, &["apply", "-f", "-"], Some(&manifest))?);
+    print!(
+        "{}",
+        kubectl(&paths, &["apply", "-f", "-"], Some(&manifest))?
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let phases = kubectl(&paths, &["get", "pods", "web", "client", "-o", "jsonpath={.items[*].status.phase}"], None)?;
-        if phases.split_whitespace().filter(|p| *p == "Running").count() == 2 {
+        let phases = kubectl(
+            &paths,
+            &[
+                "get",
+                "pods",
+                "web",
+                "client",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+            None,
+        )?;
+        if phases
+            .split_whitespace()
+            .filter(|p| *p == "Running")
+            .count()
+            == 2
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -76,14 +120,27 @@ pub fn run(name: &str) -> Result<()> {
     }
     show(&paths, &["get", "nodes", "-o", "wide"])?;
     show(&paths, &["get", "pods", "-o", "wide"])?;
-    let ip = kubectl(&paths, &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"], None)?;
+    let ip = kubectl(
+        &paths,
+        &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"],
+        None,
+    )?;
     let url = format!("http://{ip}/");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         println!("$ kubectl exec client -- wget -qO- {url}");
-        match kubectl(&paths, &["exec", "client", "--", "wget", "-qO-", "-T", "2", &url], None) {
+        match kubectl(
+            &paths,
+            &["exec", "client", "--", "wget", "-qO-", "-T", "2", &url],
+            None,
+        ) {
             Ok(page) => {
-                println!("{}", page.lines().find(|l| l.contains("<title>")).unwrap_or(page.trim()));
+                println!(
+                    "{}",
+                    page.lines()
+                        .find(|l| l.contains("<title>"))
+                        .unwrap_or(page.trim())
+                );
                 break;
             }
             Err(error) if Instant::now() < deadline => {
@@ -94,7 +151,9 @@ pub fn run(name: &str) -> Result<()> {
         }
     }
     println!("$ podnet node exec {node1} -- ip netns");
-    let status = Command::new(std::env::current_exe()?).args(["node", "exec", &node1, "--", "ip", "netns"]).status()?;
+    let status = Command::new(std::env::current_exe()?)
+        .args(["node", "exec", &node1, "--", "ip", "netns"])
+        .status()?;
     if !status.success() {
         bail!("podnet node exec failed");
     }

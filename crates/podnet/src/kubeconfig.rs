@@ -15,15 +15,16 @@ pub fn user_kubeconfig_path() -> PathBuf {
             }
         }
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".kube").join("config")
 }
 
 fn load(path: &Path) -> Result<Value> {
     match fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => {
-            serde_yaml::from_str(&text).with_context(|| format!("parsing kubeconfig {}", path.display()))
-        }
+        Ok(text) if !text.trim().is_empty() => serde_yaml::from_str(&text)
+            .with_context(|| format!("parsing kubeconfig {}", path.display())),
         Ok(_) => Ok(empty_config()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(empty_config()),
         Err(error) => Err(error).with_context(|| format!("reading kubeconfig {}", path.display())),
@@ -31,8 +32,10 @@ fn load(path: &Path) -> Result<Value> {
 }
 
 fn empty_config() -> Value {
-    serde_yaml::from_str("apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\npreferences: {}\n")
-        .expect("static yaml")
+    serde_yaml::from_str(
+        "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\npreferences: {}\n",
+    )
+    .expect("static yaml")
 }
 
 fn store(path: &Path, config: &Value) -> Result<()> {
@@ -42,7 +45,10 @@ fn store(path: &Path, config: &Value) -> Result<()> {
     let text = serde_yaml::to_string(config)?;
     let temporary = path.with_extension("podnet-tmp");
     fs::write(&temporary, text)?;
-    fs::set_permissions(&temporary, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    fs::set_permissions(
+        &temporary,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     fs::rename(&temporary, path).with_context(|| format!("writing kubeconfig {}", path.display()))
 }
 
@@ -85,8 +91,16 @@ pub fn merge(cluster_kubeconfig: &Path, context: &str) -> Result<PathBuf> {
     let user = first("users", "user")?;
     let target_path = user_kubeconfig_path();
     let mut target = load(&target_path)?;
-    upsert(named_list(&mut target, "clusters"), context, with_name(context, "cluster", cluster));
-    upsert(named_list(&mut target, "users"), context, with_name(context, "user", user));
+    upsert(
+        named_list(&mut target, "clusters"),
+        context,
+        with_name(context, "cluster", cluster),
+    );
+    upsert(
+        named_list(&mut target, "users"),
+        context,
+        with_name(context, "user", user),
+    );
     let mut context_body = Mapping::new();
     context_body.insert("cluster".into(), context.into());
     context_body.insert("user".into(), context.into());
@@ -111,7 +125,8 @@ pub fn remove(context: &str) -> Result<()> {
     }
     let mut config = load(&path)?;
     for key in ["clusters", "users", "contexts"] {
-        named_list(&mut config, key).retain(|item| item.get("name").and_then(Value::as_str) != Some(context));
+        named_list(&mut config, key)
+            .retain(|item| item.get("name").and_then(Value::as_str) != Some(context));
     }
     let map = config.as_mapping_mut().expect("mapping");
     if map.get("current-context").and_then(Value::as_str) == Some(context) {

@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "podnet", version, about = "Kubernetes pod networking and storage, for real, on one machine or many")]
+#[command(
+    name = "podnet",
+    version,
+    about = "Kubernetes pod networking and storage, for real, on one machine or many"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -113,8 +117,13 @@ enum ImageCommand {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let value: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: use e.g. 30s, 2m"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: use e.g. 30s, 2m"))?;
     match unit {
         "" | "s" => Ok(Duration::from_secs(value)),
         "ms" => Ok(Duration::from_millis(value)),
@@ -126,13 +135,24 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PODNET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { name, nodes, backend, proxy_mode, cni, wait, no_kubeconfig } => cluster::up(&cluster::UpOptions {
+        Command::Up {
+            name,
+            nodes,
+            backend,
+            proxy_mode,
+            cni,
+            wait,
+            no_kubeconfig,
+        } => cluster::up(&cluster::UpOptions {
             name,
             nodes,
             backend,
@@ -145,7 +165,9 @@ fn main() -> Result<()> {
         Command::List => cluster::list(),
         Command::Demo { name } => demo::run(&name),
         Command::Kubeconfig { name } => cluster::print_kubeconfig(&name),
-        Command::Node { command: NodeCommand::Exec { node, command } } => {
+        Command::Node {
+            command: NodeCommand::Exec { node, command },
+        } => {
             let cluster_name = cluster_of_node(&node)?;
             let paths = paths::ClusterPaths::new(&cluster_name);
             node_exec::exec_on_node(&paths.node(&node), &command)
@@ -156,12 +178,19 @@ fn main() -> Result<()> {
         }
         Command::Agent(args) => {
             init_logging();
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             runtime.block_on(podnet_agent::run(args))?;
             Ok(())
         }
         Command::Image { command } => image(command),
-        Command::Shim { args } => podnet_runtime::shim::shim_main(args),
+        Command::Shim { args } => {
+            // Before any thread or async runtime starts: the shim forks.
+            let args = podnet_runtime::ShimArgs::parse(args)?;
+            podnet_runtime::shim_main(args)
+        }
     }
 }
 
@@ -173,7 +202,9 @@ fn cluster_of_node(node: &str) -> Result<String> {
             return Ok(entry.file_name().to_string_lossy().to_string());
         }
     }
-    anyhow::bail!("no local cluster has a node named {node:?} (see `podnet list` and `kubectl get nodes`)")
+    anyhow::bail!(
+        "no local cluster has a node named {node:?} (see `podnet list` and `kubectl get nodes`)"
+    )
 }
 
 mod server {
@@ -182,7 +213,9 @@ mod server {
 
     /// The API server plus, once it answers, the controllers and the scheduler.
     pub fn run(data_dir: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(async move {
             let server = podnet_apiserver::Server::open(podnet_apiserver::ServerConfig {
                 data_dir,
@@ -193,7 +226,10 @@ mod server {
             let kubeconfig = server.kubeconfig_path();
             let serving = tokio::spawn(server.serve(shutdown_signal()));
             let client = crate::readiness::client_from(&kubeconfig).await?;
-            let controllers = tokio::spawn(podnet_controllers::run(client, podnet_controllers::ControllersConfig::default()));
+            let controllers = tokio::spawn(podnet_controllers::run(
+                client,
+                podnet_controllers::ControllersConfig::default(),
+            ));
             tokio::select! {
                 result = serving => { result??; }
                 result = controllers => { result??; }
@@ -221,14 +257,20 @@ fn image(command: ImageCommand) -> Result<()> {
             }
         }
         ImageCommand::Ls => {
-            println!("{:<50} {:<20} SIZE", "IMAGE", "ID");
+            println!("{:<50} {:<20} SIZE", "IMAGE", "DIGEST");
             for image in store.list()? {
-                println!("{:<50} {:<20} {}", image.reference, image.short_id(), image.human_size());
+                let digest = image.manifest_digest.trim_start_matches("sha256:");
+                println!(
+                    "{:<50} {:<20} {:.1}MB",
+                    image.reference,
+                    &digest[..digest.len().min(12)],
+                    image.size as f64 / 1_000_000.0
+                );
             }
         }
         ImageCommand::Build { reference } => {
             let built = podnet_runtime::ensure_offline_image(&store, &reference)?;
-            println!("{built}");
+            println!("{} {}", built.reference, built.manifest_digest);
         }
     }
     Ok(())

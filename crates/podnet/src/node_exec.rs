@@ -14,7 +14,10 @@ use std::fs::{self, File};
 /// Replace this process with `command` running on `node`. Returns only on error.
 pub fn exec_on_node(node: &NodePaths, command: &[String]) -> Result<()> {
     if command.is_empty() {
-        bail!("no command given: use `podnet node exec {} -- CMD...`", node.name);
+        bail!(
+            "no command given: use `podnet node exec {} -- CMD...`",
+            node.name
+        );
     }
     let netns = node.netns_path();
     let netns_file = File::open(&netns).with_context(|| {
@@ -39,8 +42,14 @@ pub fn exec_on_node(node: &NodePaths, command: &[String]) -> Result<()> {
 pub fn enter_node_view(node: &NodePaths, netns_file: &File) -> Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).context("unshare mount namespace")?;
     // Keep our mounts from propagating back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .context("making / a slave mount")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("making / a slave mount")?;
     for (source, target) in node.view_mounts() {
         fs::create_dir_all(&source).with_context(|| format!("creating {}", source.display()))?;
         fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
@@ -56,6 +65,13 @@ pub fn enter_node_view(node: &NodePaths, netns_file: &File) -> Result<()> {
     setns(netns_file, CloneFlags::CLONE_NEWNET).context("entering the node's network namespace")?;
     // /sys shows the links of the namespace that mounted it: remount it here.
     let _ = umount2("/sys", MntFlags::MNT_DETACH);
-    mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>).context("mounting /sys for the node")?;
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("mounting /sys for the node")?;
     Ok(())
 }

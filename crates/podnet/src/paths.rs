@@ -86,9 +86,6 @@ impl NodePaths {
     pub fn agent_log(&self) -> PathBuf {
         self.root.join("agent.log")
     }
-    pub fn agent_socket(&self) -> PathBuf {
-        self.root.join("agent.sock")
-    }
     /// Directories of the node view, bind-mounted over the real paths by `podnet node exec`:
     /// (path under the node root, path on a real node).
     pub fn view_mounts(&self) -> Vec<(PathBuf, &'static str)> {

@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 pub async fn client_from(path: &Path) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
     kube::Client::try_from(config).context("building the API client")
 }
 
@@ -29,7 +32,9 @@ fn is_ready(node: &Node) -> bool {
 }
 
 pub fn wait_nodes_ready(kubeconfig: &Path, names: &[String], timeout: Duration) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let client = client_from(kubeconfig).await?;
         let nodes: Api<Node> = Api::all(client);

@@ -63,7 +63,9 @@ pub fn underlay_commands(plan: &TopologyPlan) -> Vec<Vec<String>> {
         ip(&format!("netns add {ns}")),
         ip(&format!("-n {ns} link set lo up")),
         ip(&format!("-n {ns} link add {UNDERLAY_BRIDGE} type bridge")),
-        ip(&format!("-n {ns} link set {UNDERLAY_BRIDGE} mtu {UNDERLAY_MTU} up")),
+        ip(&format!(
+            "-n {ns} link set {UNDERLAY_BRIDGE} mtu {UNDERLAY_MTU} up"
+        )),
     ]
 }
 
@@ -80,7 +82,10 @@ pub fn node_commands(plan: &TopologyPlan, node: &NodeAttachment) -> Vec<Vec<Stri
             "-n {underlay} link set {} master {UNDERLAY_BRIDGE} up",
             node.underlay_port
         )),
-        ip(&format!("-n {ns} addr add {}/{UNDERLAY_PREFIX} dev eth0", node.ip)),
+        ip(&format!(
+            "-n {ns} addr add {}/{UNDERLAY_PREFIX} dev eth0",
+            node.ip
+        )),
         ip(&format!("-n {ns} link set eth0 up")),
         ip(&format!("-n {ns} link set lo up")),
     ]
@@ -103,12 +108,16 @@ fn run(command: &[String]) -> Result<()> {
 
 /// Build the underlay namespace and bridge.
 pub fn apply_underlay(plan: &TopologyPlan) -> Result<()> {
-    underlay_commands(plan).iter().try_for_each(|command| run(command))
+    underlay_commands(plan)
+        .iter()
+        .try_for_each(|command| run(command))
 }
 
 /// Create one node's namespace, plug it in and turn on forwarding.
 pub fn apply_node(plan: &TopologyPlan, node: &NodeAttachment) -> Result<()> {
-    node_commands(plan, node).iter().try_for_each(|command| run(command))?;
+    node_commands(plan, node)
+        .iter()
+        .try_for_each(|command| run(command))?;
     write_sysctl_in(&node.netns, "net/ipv4/ip_forward", "1")
 }
 
@@ -119,7 +128,8 @@ pub fn write_sysctl_in(netns: &str, key: &str, value: &str) -> Result<()> {
     let value = value.to_string();
     std::thread::spawn(move || -> Result<()> {
         let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("entering {path}"))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering {path}"))?;
         // /proc/sys/net resolves against the calling thread's network namespace.
         std::fs::write(format!("/proc/sys/{key}"), &value)
             .with_context(|| format!("setting {key}={value} in {path}"))
@@ -144,7 +154,10 @@ mod tests {
     #[test]
     fn two_node_plan() {
         let plan = plan("dev-underlay", &["dev-node1".into(), "dev-node2".into()]);
-        let mut lines: Vec<String> = underlay_commands(&plan).iter().map(|c| c.join(" ")).collect();
+        let mut lines: Vec<String> = underlay_commands(&plan)
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
         for node in &plan.nodes {
             lines.extend(node_commands(&plan, node).iter().map(|c| c.join(" ")));
         }

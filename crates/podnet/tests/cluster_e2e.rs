@@ -25,11 +25,25 @@ impl Cluster {
         let mut command = Command::new(podnet_binary());
         command
             .env("PODNET_ROOT", root.path())
-            .args(["up", "--name", &name, "--nodes", &nodes.to_string(), "--no-kubeconfig", "--wait", "90s"])
+            .args([
+                "up",
+                "--name",
+                &name,
+                "--nodes",
+                &nodes.to_string(),
+                "--no-kubeconfig",
+                "--wait",
+                "90s",
+            ])
             .args(extra);
         let output = command.output().expect("run podnet up");
         let kubeconfig = root.path().join(&name).join("server/kubeconfig");
-        let cluster = Cluster { name, root, kubeconfig, kube_cache: tempfile::tempdir().unwrap() };
+        let cluster = Cluster {
+            name,
+            root,
+            kubeconfig,
+            kube_cache: tempfile::tempdir().unwrap(),
+        };
         assert!(
             output.status.success(),
             "podnet up failed:\n{}\n{}\nserver log:\n{}",
@@ -49,10 +63,19 @@ impl Cluster {
         if let Ok(entries) = std::fs::read_dir(base.join("nodes")) {
             for entry in entries.flatten() {
                 text.push_str(&format!("--- {}\n", entry.path().display()));
-                text.push_str(&std::fs::read_to_string(entry.path().join("agent.log")).unwrap_or_default());
+                text.push_str(
+                    &std::fs::read_to_string(entry.path().join("agent.log")).unwrap_or_default(),
+                );
             }
         }
-        text.lines().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        text.lines()
+            .rev()
+            .take(200)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
@@ -89,9 +112,18 @@ impl Cluster {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).to_string()
     }
 
@@ -135,7 +167,11 @@ impl Drop for Cluster {
 fn can_run() -> bool {
     let root = nix::unistd::Uid::effective().is_root();
     let tools = ["runc", "kubectl", "ip"].iter().all(|tool| {
-        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success()).unwrap_or(false)
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     });
     if !(root && tools) {
         eprintln!("skipping: needs root, runc, kubectl and ip");
@@ -145,7 +181,12 @@ fn can_run() -> bool {
 
 fn netns_list() -> Vec<String> {
     std::fs::read_dir("/run/netns")
-        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -201,20 +242,44 @@ fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
     let manifest = TWO_PODS.replace("NODE1", &node1).replace("NODE2", &node2);
     cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest);
     cluster.wait_for("both pods Running", Duration::from_secs(120), || {
-        let phases = cluster.kubectl_ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"]);
-        phases.split_whitespace().filter(|p| *p == "Running").count() == 2
+        let phases =
+            cluster.kubectl_ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"]);
+        phases
+            .split_whitespace()
+            .filter(|p| *p == "Running")
+            .count()
+            == 2
     });
     let ip1 = pod_ip(&cluster, "pod1");
     let ip2 = pod_ip(&cluster, "pod2");
-    assert!(ip1.starts_with("10.244.") && ip2.starts_with("10.244."), "{ip1} {ip2}");
+    assert!(
+        ip1.starts_with("10.244.") && ip2.starts_with("10.244."),
+        "{ip1} {ip2}"
+    );
     let subnet = |ip: &str| ip.rsplit_once('.').unwrap().0.to_string();
-    assert_ne!(subnet(&ip1), subnet(&ip2), "pods on different nodes get IPs from different /24s");
+    assert_ne!(
+        subnet(&ip1),
+        subnet(&ip2),
+        "pods on different nodes get IPs from different /24s"
+    );
     let wide = cluster.kubectl_ok(&["get", "pods", "-o", "wide"]);
-    assert!(wide.contains(&ip1) && wide.contains(&node1) && wide.contains(&node2), "{wide}");
+    assert!(
+        wide.contains(&ip1) && wide.contains(&node1) && wide.contains(&node2),
+        "{wide}"
+    );
 
     // Containers of one pod share localhost and the network interfaces.
     cluster.wait_for("c3 serving on localhost", Duration::from_secs(30), || {
-        let output = cluster.kubectl(&["exec", "pod1", "-c", "c1", "--", "wget", "-qO-", "http://localhost:80/"]);
+        let output = cluster.kubectl(&[
+            "exec",
+            "pod1",
+            "-c",
+            "c1",
+            "--",
+            "wget",
+            "-qO-",
+            "http://localhost:80/",
+        ]);
         String::from_utf8_lossy(&output.stdout).contains("hello-from-c3")
     });
     let addr = |c: &str| cluster.kubectl_ok(&["exec", "pod1", "-c", c, "--", "ip", "addr"]);
@@ -228,11 +293,17 @@ fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
     assert_eq!(note.trim(), "from-c1");
 
     // Across the overlay without NAT.
-    cluster.wait_for("pod1 reaching pod2 across nodes", Duration::from_secs(30), || {
-        let url = format!("http://{ip2}:80/");
-        let output = cluster.kubectl(&["exec", "pod1", "-c", "c1", "--", "wget", "-qO-", "-T", "2", &url]);
-        String::from_utf8_lossy(&output.stdout).contains("hello-from-pod2")
-    });
+    cluster.wait_for(
+        "pod1 reaching pod2 across nodes",
+        Duration::from_secs(30),
+        || {
+            let url = format!("http://{ip2}:80/");
+            let output = cluster.kubectl(&[
+                "exec", "pod1", "-c", "c1", "--", "wget", "-qO-", "-T", "2", &url,
+            ]);
+            String::from_utf8_lossy(&output.stdout).contains("hello-from-pod2")
+        },
+    );
 
     // On the node: its pod sandboxes, eth0 with the pod IP, ping from the node.
     let netns = cluster.node_exec(&node1, &["ip", "netns"]);
@@ -242,17 +313,40 @@ fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
         .find(|word| word.starts_with("cni-"))
         .unwrap_or_else(|| panic!("no cni- namespace on {node1}: {listing}"))
         .to_string();
-    let inside = cluster.node_exec(&node1, &["ip", "netns", "exec", &sandbox, "ip", "addr", "show", "eth0"]);
-    assert!(String::from_utf8_lossy(&inside.stdout).contains(&ip1), "{}", String::from_utf8_lossy(&inside.stderr));
+    let inside = cluster.node_exec(
+        &node1,
+        &[
+            "ip", "netns", "exec", &sandbox, "ip", "addr", "show", "eth0",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&inside.stdout).contains(&ip1),
+        "{}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
     let ping = cluster.node_exec(&node1, &["ping", "-c", "1", "-W", "2", &ip1]);
-    assert!(ping.status.success(), "ping from node: {}", String::from_utf8_lossy(&ping.stdout));
+    assert!(
+        ping.status.success(),
+        "ping from node: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
 
     // Down removes everything.
     let output = cluster.down();
-    assert!(output.status.success(), "podnet down: {}", String::from_utf8_lossy(&output.stderr));
-    let left: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(&cluster.name)).collect();
+    assert!(
+        output.status.success(),
+        "podnet down: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let left: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(&cluster.name))
+        .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
     assert!(!Path::new(&cluster.root.path().join(&cluster.name)).exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&cluster.root.path().display().to_string()), "mounts left behind");
+    assert!(
+        !mounts.contains(&cluster.root.path().display().to_string()),
+        "mounts left behind"
+    );
 }
