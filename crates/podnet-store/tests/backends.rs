@@ -352,34 +352,47 @@ fn replay_and_live_have_no_gap_or_duplicate(open: Open) {
         ..StoreOptions::default()
     });
     let store = Arc::clone(&fixture.store);
-    const WRITES: i64 = 1_500;
-    for index in 0..50 {
+    const INITIAL: i64 = 50;
+    const WRITERS: i64 = 4;
+    const PER_WRITER: i64 = 400;
+    const WRITES: i64 = INITIAL + WRITERS * PER_WRITER;
+    for index in 0..INITIAL {
         store
             .create(&format!("/core/pods/default/p{index}"), b"x")
             .unwrap();
     }
-    let writer = {
-        let store = Arc::clone(&store);
-        thread::spawn(move || {
-            for index in 50..WRITES {
-                store
-                    .create(&format!("/core/pods/default/p{index}"), b"x")
-                    .unwrap();
-            }
+    // Several writers, so that the SQLite backend commits often enough for
+    // writes to land while replays are running.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            thread::spawn(move || {
+                for index in 0..PER_WRITER {
+                    store
+                        .create(&format!("/core/pods/w{writer}/p{index}"), b"x")
+                        .unwrap();
+                }
+            })
         })
-    };
+        .collect();
     let mut watchers = Vec::new();
     for start in [0_i64, 1, 10, 49] {
         watchers.push((start, store.watch("/core/pods/", start).unwrap()));
-        thread::sleep(Duration::from_millis(5));
     }
-    // Some watches start while the writer is well under way.
-    for _ in 0..4 {
-        let start = store.current_revision().unwrap() / 2;
+    // More watches start while the writers are under way, some with long
+    // replays (from revision 1), some with short ones.
+    for round in 0..12 {
+        let start = if round % 2 == 0 {
+            1
+        } else {
+            store.current_revision().unwrap() - 5
+        };
         watchers.push((start, store.watch("/core/pods/", start).unwrap()));
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(3));
     }
-    writer.join().unwrap();
+    for writer in writers {
+        writer.join().unwrap();
+    }
     for (start, mut stream) in watchers {
         let first_expected = if start == 0 { None } else { Some(start + 1) };
         let mut previous: Option<i64> = None;
