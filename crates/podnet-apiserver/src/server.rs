@@ -78,7 +78,7 @@ fn error_response(error: &ApiError) -> Response<Body> {
     json_response(error.code(), &error.to_status(), &[])
 }
 
-fn header_str<'a>(request: &'a Request<Incoming>, name: header::HeaderName) -> &'a str {
+fn header_str(request: &Request<Incoming>, name: header::HeaderName) -> &str {
     request
         .headers()
         .get(name)
