@@ -59,6 +59,72 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// On update, keep what the server allocated when the new object leaves it
+/// out, as upstream's service strategy does before validating: a Service's
+/// cluster IPs and its ports' node ports. Without it `kubectl replace` of a
+/// manifest that never named a cluster IP would be refused as changing an
+/// immutable field.
+pub fn carry_over_allocated_values(info: &ResourceInfo, new: &mut Value, old: &Value) {
+    if !(info.group.is_empty() && info.kind == "Service") {
+        return;
+    }
+    let Some(old_spec) = old.get("spec").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(new_spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let same_type = old_spec.get("type") == new_spec.get("type")
+        || new_spec.get("type").is_none_or(Value::is_null);
+    let new_cluster_ip = new_spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if new_cluster_ip.is_empty()
+        && new_spec.get("type").and_then(Value::as_str) != Some("ExternalName")
+    {
+        for key in ["clusterIP", "clusterIPs"] {
+            if let Some(value) = old_spec.get(key) {
+                new_spec.insert(key.to_string(), value.clone());
+            }
+        }
+    }
+    if !same_type {
+        return;
+    }
+    if let Some(port) = old_spec.get("healthCheckNodePort").cloned() {
+        set_default(new_spec, "healthCheckNodePort", port);
+    }
+    let old_ports: Vec<&Map<String, Value>> = old_spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .collect();
+    for port in array_items(new_spec, "ports") {
+        if !is_unset(port.get("nodePort")) {
+            continue;
+        }
+        let protocol = |p: &Map<String, Value>| {
+            p.get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string()
+        };
+        let allocated = old_ports
+            .iter()
+            .find(|old_port| {
+                old_port.get("port") == port.get("port") && protocol(old_port) == protocol(port)
+            })
+            .and_then(|old_port| old_port.get("nodePort"))
+            .filter(|node_port| !node_port.is_null());
+        if let Some(node_port) = allocated {
+            port.insert("nodePort".into(), node_port.clone());
+        }
+    }
+}
+
 /// Insert `value` under `key` unless a non-null value is already there.
 fn set_default(object: &mut Map<String, Value>, key: &str, value: Value) {
     match object.get(key) {
@@ -872,6 +938,24 @@ spec:
                 volumeBindingMode: Immediate
             "#]],
         );
+    }
+
+    #[test]
+    fn service_updates_keep_allocated_addresses_and_node_ports() {
+        let info = find_kind("v1", "Service").unwrap();
+        let old = json!({"spec": {
+            "type": "NodePort", "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 53, "protocol": "UDP", "nodePort": 30053}]
+        }});
+        let mut replaced = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 53, "protocol": "TCP"}]}});
+        carry_over_allocated_values(info, &mut replaced, &old);
+        expect![[r#"
+            {"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080},{"port":53,"protocol":"TCP"}],"clusterIP":"10.96.0.20","clusterIPs":["10.96.0.20"]}}"#]]
+        .assert_eq(&replaced.to_string());
+        let mut to_external_name =
+            json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
+        carry_over_allocated_values(info, &mut to_external_name, &old);
+        assert!(to_external_name["spec"].get("clusterIP").is_none());
     }
 
     #[test]
