@@ -215,14 +215,19 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
             crate::error::io_error("listen on", container_dir.join(state::CONSOLE_SOCKET)),
         )?;
         create
+            // runc resolves this after changing into the bundle directory;
+            // a relative path keeps it under the 108-byte socket path limit.
             .arg("--console-socket")
-            .arg(state::CONSOLE_SOCKET)
+            .arg(Path::new("..").join(state::CONSOLE_SOCKET))
             .arg(&record.id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         create_child = spawn(&mut create, "runc create")?;
-        let master = receive_console(&console_listener, &mut create_child)?;
+        let master = receive_console(&console_listener, &mut create_child).map_err(|error| {
+            let reason = state::last_runc_error(container_dir).unwrap_or_else(|| error.to_string());
+            RuntimeError::StartFailed { id: record.id.clone(), reason }
+        })?;
         let _ = fs::remove_file(state::CONSOLE_SOCKET);
         let master = Arc::new(master);
         let reader = File::from(master.try_clone().map_err(crate::error::io_error(

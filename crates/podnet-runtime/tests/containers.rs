@@ -395,3 +395,34 @@ fn pod_namespaces_are_pinned_and_removed_idempotently() {
     assert!(!pinned.ipc.exists() && !pinned.uts.exists());
     assert_eq!(mounts_mentioning(&dir), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_containers_log_console_output_and_accept_attach_input() {
+    let fixture = Fixture::new("pod-a");
+    let mut spec = fixture.spec("busybox", "console", &["sh", "-c", "tty; read line; echo got-$line; stty size"]);
+    spec.tty = true;
+    spec.stdin = true;
+    let runtime = fixture.runtime.clone();
+    let id = tokio::task::spawn_blocking(move || runtime.create_and_start(spec)).await.unwrap().unwrap();
+    wait_until("tty line in the log", Duration::from_secs(10), || fixture.log_text("console").contains("/dev/pts/0"));
+    let (mut reader, mut writer) = fixture.runtime.attach(&id).await.unwrap();
+    writer.resize(120, 30).await.unwrap();
+    writer.write_stdin(b"hi\n").await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), reader.next()).await.unwrap().unwrap() {
+            Some(AttachOutput::Stdout(bytes)) => seen.extend_from_slice(&bytes),
+            Some(AttachOutput::Stderr(_)) => panic!("a tty has no separate stderr"),
+            Some(AttachOutput::Exited(code)) => {
+                assert_eq!(code, 0);
+                break;
+            }
+            None => panic!("session closed before the exit frame"),
+        }
+    }
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("got-hi"), "{seen}");
+    assert!(seen.contains("30 120"), "{seen}");
+    let log = fixture.log_text("console");
+    assert!(log.contains("stdout F got-hi"), "{log}");
+}
