@@ -1013,6 +1013,13 @@ impl NetlinkHandle {
                                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
                                     Some(IpAddr::V4(*ip))
                                 }
+                                // In bridge-family answers the parser cannot tell the family
+                                // of NDA_DST and leaves the raw bytes.
+                                NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                                    <[u8; 4]>::try_from(bytes.as_slice())
+                                        .ok()
+                                        .map(|octets| IpAddr::V4(Ipv4Addr::from(octets)))
+                                }
                                 _ => None,
                             });
                     Some(FdbEntryState {
