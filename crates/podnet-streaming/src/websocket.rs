@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -46,7 +46,7 @@ pub(crate) async fn serve_remote_command<B: StreamingBackend>(
                     sink.send(message).await
                 }
                 Outgoing::Close => {
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = sink.send(normal_close()).await;
                     break;
                 }
             };
@@ -166,7 +166,7 @@ pub(crate) fn websocket_byte_stream(socket: WebSocket) -> DuplexStream {
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
         let _ = sink.close().await;
     });
     tokio::spawn(async move {
@@ -184,4 +184,13 @@ pub(crate) fn websocket_byte_stream(socket: WebSocket) -> DuplexStream {
         let _ = adapter_writer.shutdown().await;
     });
     session_side
+}
+
+/// A close frame with status 1000: kubectl's WebSocket client treats a
+/// close without a status (1005) as an error on every channel.
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close_code::NORMAL,
+        reason: "".into(),
+    }))
 }

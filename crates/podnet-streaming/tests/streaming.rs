@@ -232,7 +232,17 @@ async fn collect_channels(socket: &mut WebSocketClient) -> Vec<(u8, Vec<u8>)> {
     {
         match message {
             Ok(Message::Binary(data)) => frames.push((data[0], data[1..].to_vec())),
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Close(frame)) => {
+                // kubectl reports a close without status 1000 as an error.
+                let code = frame.map(|frame| u16::from(frame.code));
+                assert_eq!(
+                    code,
+                    Some(1000),
+                    "the server must close with a normal status"
+                );
+                break;
+            }
+            Err(_) => break,
             Ok(_) => {}
         }
     }
