@@ -3,6 +3,12 @@
 //! objects' JSON bytes, keys are `/<group or "core">/<plural>/<namespace or "-">/<name>`.
 //! Backends: SQLite (embedded default, durable before acknowledging) and
 //! in-memory (tests); an etcd backend can follow behind the same trait.
+//!
+//! Layout: `write` decides what a create/update/delete means (pure, shared by
+//! both backends so they cannot drift), `watch` fans committed events out and
+//! replays history without gaps, `sqlite` batches concurrent writes into one
+//! durable transaction (group commit), `compaction` plans and runs history
+//! trimming. Revisions are never reused, not even after deletes or compaction.
 
 mod compaction;
 mod error;
