@@ -8,6 +8,7 @@
 pub mod defaults;
 pub mod error;
 pub mod names;
+pub mod openapi_proto;
 pub mod patch;
 pub mod registry;
 pub mod schema;
