@@ -162,7 +162,7 @@ pub fn resolve_user(spec: &ContainerSpec, passwd: &str, group: &str) -> Result<R
             }
         })
     };
-    let (user_name, mut uid, mut gid) = if let Some(uid) = spec.security.run_as_user {
+    let (user_name, uid, mut gid) = if let Some(uid) = spec.security.run_as_user {
         match passwd_entry(&|fields| fields[2] == uid.to_string()) {
             Some((name, _, gid)) => (Some(name), uid, gid),
             None => (None, uid, 0),
@@ -212,7 +212,6 @@ pub fn resolve_user(spec: &ContainerSpec, passwd: &str, group: &str) -> Result<R
             }
         }
     }
-    uid = uid.max(0);
     Ok(ResolvedUser {
         uid,
         gid,

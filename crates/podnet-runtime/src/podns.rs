@@ -121,7 +121,7 @@ pub fn remove_pod_namespaces(dir: &Path) -> Result<()> {
 /// Whether `path` currently has an nsfs mount on it.
 fn is_namespace_file(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|stats| stats.filesystem_type().0 as i64 == libc::NSFS_MAGIC as i64)
+        .map(|stats| stats.filesystem_type().0 == libc::NSFS_MAGIC)
         .unwrap_or(false)
 }
 

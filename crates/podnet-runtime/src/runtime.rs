@@ -776,7 +776,10 @@ fn remove_empty_pod_cgroups(cgroups_path: &str) {
 
 /// This process's hard RLIMIT_NOFILE.
 fn open_file_hard_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit fills a struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return 1024;

@@ -226,7 +226,10 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
         create_child = spawn(&mut create, "runc create")?;
         let master = receive_console(&console_listener, &mut create_child).map_err(|error| {
             let reason = state::last_runc_error(container_dir).unwrap_or_else(|| error.to_string());
-            RuntimeError::StartFailed { id: record.id.clone(), reason }
+            RuntimeError::StartFailed {
+                id: record.id.clone(),
+                reason,
+            }
         })?;
         let _ = fs::remove_file(state::CONSOLE_SOCKET);
         let master = Arc::new(master);
