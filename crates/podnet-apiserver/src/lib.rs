@@ -9,6 +9,7 @@ mod certs;
 mod discovery;
 mod error;
 mod objects;
+mod openapi_pb;
 mod protobuf;
 mod proxy;
 mod request;

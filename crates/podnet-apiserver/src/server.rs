@@ -163,6 +163,7 @@ async fn dispatch(
         Route::GroupVersion { group, version } => discovery::api_resource_list(&group, &version)
             .map(|doc| json_response(200, &doc, &[]))
             .ok_or_else(ApiError::path_not_found),
+        Route::OpenApiV2 if accept.contains("protobuf") => Ok(openapi_v2_protobuf_reply(&request)),
         Route::OpenApiV2 => Ok(openapi_reply(&request, schema::openapi_v2(), false)),
         Route::OpenApiV3Index => Ok(openapi_reply(&request, &schema::openapi_v3_index(), false)),
         Route::OpenApiV3Document(path) => schema::openapi_v3_document(&path)
@@ -228,6 +229,27 @@ fn openapi_reply(request: &Request<Incoming>, doc: &Value, by_hash: bool) -> Res
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ETAG, etag)
         .header(header::CACHE_CONTROL, cache)
+        .body(full_body(bytes))
+        .expect("static response")
+}
+
+fn openapi_v2_protobuf_reply(request: &Request<Incoming>) -> Response<Body> {
+    static ENCODED: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let bytes = ENCODED
+        .get_or_init(|| Bytes::from(crate::openapi_pb::encode_document(schema::openapi_v2())))
+        .clone();
+    let etag = format!("\"{:016X}\"", fnv1a(&bytes));
+    if header_str(request, header::IF_NONE_MATCH) == etag {
+        return Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, etag)
+            .body(empty_body())
+            .expect("static response");
+    }
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, crate::openapi_pb::MEDIA_TYPE)
+        .header(header::ETAG, etag)
         .body(full_body(bytes))
         .expect("static response")
 }
