@@ -1187,13 +1187,20 @@ pub fn openapi_v2() -> &'static Value {
     DOCUMENT.get_or_init(build_v2)
 }
 
-/// The media type kubectl and client-go ask `/openapi/v2` for.
+/// The media type kubectl and client-go ask `/openapi/v2` for (Accept).
 pub const OPENAPI_V2_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
+/// The Content-Type to answer with: the same name with `.` for `@`, because
+/// Go's MIME parser (and so kubectl) rejects `@` in a media type.
+pub const OPENAPI_V2_PROTOBUF_RESPONSE_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
 /// The Swagger 2.0 document as gnostic's `openapi.v2.Document` protobuf,
 /// served at /openapi/v2 when the Accept header names
-/// [`OPENAPI_V2_PROTOBUF_CONTENT_TYPE`] (kubectl 1.27 accepts nothing else).
+/// [`OPENAPI_V2_PROTOBUF_CONTENT_TYPE`], with Content-Type
+/// [`OPENAPI_V2_PROTOBUF_RESPONSE_CONTENT_TYPE`] (kubectl 1.27 accepts
+/// nothing else).
 pub fn openapi_v2_protobuf() -> &'static [u8] {
     static DOCUMENT: OnceLock<Vec<u8>> = OnceLock::new();
     DOCUMENT.get_or_init(|| crate::openapi_proto::encode_document(openapi_v2()))
