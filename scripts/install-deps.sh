@@ -8,7 +8,7 @@ packages=(
   iproute2 nftables iptables ethtool kmod procps util-linux
   runc busybox-static containernetworking-plugins
   nginx-light bind9-dnsutils iputils-ping traceroute tcpdump iperf3 netcat-openbsd
-  dnsperf unbound python3 python3-pip
+  dnsperf unbound python3 python3-pip python3-yaml
 )
 
 missing=()

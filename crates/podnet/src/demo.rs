@@ -131,7 +131,7 @@ pub fn run(name: &str) -> Result<()> {
         println!("$ kubectl exec client -- wget -qO- {url}");
         match kubectl(
             &paths,
-            &["exec", "client", "--", "wget", "-qO-", "-T", "2", &url],
+            &["exec", "client", "--", "timeout", "3", "wget", "-qO-", &url],
             None,
         ) {
             Ok(page) => {

@@ -299,7 +299,7 @@ fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
         || {
             let url = format!("http://{ip2}:80/");
             let output = cluster.kubectl(&[
-                "exec", "pod1", "-c", "c1", "--", "wget", "-qO-", "-T", "2", &url,
+                "exec", "pod1", "-c", "c1", "--", "timeout", "3", "wget", "-qO-", &url,
             ]);
             String::from_utf8_lossy(&output.stdout).contains("hello-from-pod2")
         },

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Cluster benchmarks: `podnet up` (3 nodes until Ready) and pod create ->
+Running-with-IP latency through the API, measured from the client side.
+Everything runs against a throwaway cluster in its own PODNET_ROOT and is
+removed at the end, even on failure. Bounded: at most --pods pods, and every
+wait has a deadline."""
+import argparse, base64, json, os, ssl, statistics, subprocess, sys, tempfile, time, urllib.request
+
+def percentile(values, p):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))
+    return ordered[index]
+
+class Api:
+    def __init__(self, kubeconfig):
+        import yaml
+        with open(kubeconfig) as f:
+            config = yaml.safe_load(f)
+        cluster = config["clusters"][0]["cluster"]
+        self.server = cluster["server"]
+        self.token = config["users"][0]["user"]["token"]
+        ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        self.context = ssl.create_default_context(cadata=ca)
+
+    def request(self, method, path, body=None, timeout=30):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + self.token)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, context=self.context, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+
+def run(cmd, env):
+    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--podnet", required=True)
+    parser.add_argument("--pods", type=int, default=100)
+    parser.add_argument("--up-runs", type=int, default=3)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="podnet-bench-")
+    env = dict(os.environ, PODNET_ROOT=root)
+    name = "bench%d" % (os.getpid() % 10000)
+    results = {"podnet_up_3_nodes_ms": [], "pods": args.pods}
+    try:
+        for _ in range(args.up_runs):
+            start = time.monotonic()
+            run([args.podnet, "up", "--name", name, "--nodes", "3", "--no-kubeconfig"], env)
+            results["podnet_up_3_nodes_ms"].append(round((time.monotonic() - start) * 1000, 1))
+            run([args.podnet, "down", "--name", name], env)
+        run([args.podnet, "up", "--name", name, "--nodes", "2", "--no-kubeconfig"], env)
+        api = Api(os.path.join(root, name, "server", "kubeconfig"))
+        # Warm the image store so the first pod does not pay for the build.
+        run([args.podnet, "image", "build", "busybox"], env)
+        latencies = []
+        batch_start = time.monotonic()
+        created = {}
+        for i in range(args.pods):
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bench-%d" % i},
+                   "spec": {"terminationGracePeriodSeconds": 1,
+                            "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}
+            created["bench-%d" % i] = time.monotonic()
+            api.request("POST", "/api/v1/namespaces/default/pods", pod)
+        pending = set(created)
+        deadline = time.monotonic() + 300
+        while pending and time.monotonic() < deadline:
+            items = api.request("GET", "/api/v1/namespaces/default/pods")["items"]
+            now = time.monotonic()
+            for item in items:
+                pod_name = item["metadata"]["name"]
+                status = item.get("status", {})
+                if pod_name in pending and status.get("phase") == "Running" and status.get("podIP"):
+                    pending.discard(pod_name)
+                    latencies.append((now - created[pod_name]) * 1000)
+            time.sleep(0.02)
+        results["pods_running"] = len(latencies)
+        results["all_pods_running_s"] = round(time.monotonic() - batch_start, 2) if not pending else None
+        if latencies:
+            results["create_to_running_p50_ms"] = round(percentile(latencies, 50), 1)
+            results["create_to_running_p99_ms"] = round(percentile(latencies, 99), 1)
+    finally:
+        subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
+    results["podnet_up_3_nodes_ms_median"] = statistics.median(results["podnet_up_3_nodes_ms"]) if results["podnet_up_3_nodes_ms"] else None
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print("%-40s %s" % ("metric", "value"))
+    for key in ["podnet_up_3_nodes_ms_median", "pods", "pods_running", "all_pods_running_s",
+                "create_to_running_p50_ms", "create_to_running_p99_ms"]:
+        print("%-40s %s" % (key, results.get(key)))
+    return 0 if not pending else 1
+
+if __name__ == "__main__":
+    sys.exit(main())
