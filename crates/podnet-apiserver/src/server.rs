@@ -367,14 +367,57 @@ async fn resource(
     }
     let user_agent = header_str(&request, header::USER_AGENT).to_string();
     let rendering = rendering_for(accept, &query);
-    let watching = target.legacy_watch || query.flag("watch");
     let name = target.name.clone();
     let (content_type, body) = read_body(request).await?;
-    let write_options = || WriteOptions::from_query(&query, &user_agent);
+    let rest = rest.clone();
+    // Store calls block (SQLite commits wait for the disk): keep them off the
+    // threads that drive connections.
+    let outcome = tokio::task::spawn_blocking(move || {
+        serve_resource(
+            &rest,
+            &target,
+            &query,
+            rendering,
+            &user_agent,
+            (method, name.as_deref(), subresource.as_deref()),
+            &content_type,
+            &body,
+        )
+    })
+    .await;
+    match outcome {
+        Ok(result) => result,
+        Err(join_error) if join_error.is_panic() => {
+            let panic = join_error.into_panic();
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "handler panicked".into());
+            Err(ApiError::Internal(message))
+        }
+        Err(join_error) => Err(ApiError::Internal(join_error.to_string())),
+    }
+}
 
-    match (method, name.as_deref(), subresource.as_deref()) {
+#[allow(clippy::too_many_arguments)]
+fn serve_resource(
+    rest: &Rest,
+    target: &ResourceTarget,
+    query: &Query,
+    rendering: Rendering,
+    user_agent: &str,
+    verb: (Method, Option<&str>, Option<&str>),
+    content_type: &str,
+    body: &Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let target = target.clone();
+    let watching = target.legacy_watch || query.flag("watch");
+    let write_options = || WriteOptions::from_query(query, user_agent);
+    let (content_type, body) = (content_type.to_string(), body.clone());
+    match verb {
         (Method::GET, _, None) if watching => {
-            let watch_request = WatchRequest::parse(&target, &query, rendering)?;
+            let watch_request = WatchRequest::parse(&target, query, rendering)?;
             let receiver = watch::start(rest, watch_request)?;
             let content_type = match rendering {
                 Rendering::Table(_) => "application/json;as=Table;v=v1;g=meta.k8s.io",
@@ -388,7 +431,7 @@ async fn resource(
                 .expect("static response"))
         }
         (Method::GET, None, None) => {
-            let listed = rest.list(&target, &query)?;
+            let listed = rest.list(&target, query)?;
             Ok(json_response(
                 200,
                 &render_list(&target, rendering, listed),
@@ -482,13 +525,13 @@ async fn resource(
             )?))
         }
         (Method::DELETE, Some(name), None) => {
-            let options = DeleteOptions::parse(&body, &query)?;
+            let options = DeleteOptions::parse(&body, query)?;
             Ok(reply_response(rest.delete(&target, name, &options)?))
         }
         (Method::DELETE, None, None) => {
-            let options = DeleteOptions::parse(&body, &query)?;
+            let options = DeleteOptions::parse(&body, query)?;
             Ok(reply_response(
-                rest.delete_collection(&target, &query, &options)?,
+                rest.delete_collection(&target, query, &options)?,
             ))
         }
         _ => Err(ApiError::MethodNotAllowed),
