@@ -7,7 +7,9 @@
 //! the decision; each is idempotent, so a restart from any state converges.
 
 pub mod events;
+pub mod namespace_lifecycle;
 pub mod node_ipam;
+pub mod node_lifecycle;
 pub mod quantity;
 pub mod scheduler;
 
@@ -148,7 +150,9 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
     config.validate()?;
     tokio::try_join!(
         node_ipam::run_node_ipam(client.clone(), config.clone()),
-        scheduler::run_scheduler(client, config),
+        scheduler::run_scheduler(client.clone(), config.clone()),
+        namespace_lifecycle::run_namespace_lifecycle(client.clone(), config.clone()),
+        node_lifecycle::run_node_lifecycle(client, config),
     )?;
     Ok(())
 }

@@ -26,16 +26,31 @@ async fn every_node_gets_a_distinct_pod_cidr_and_keeps_it_across_restarts() {
             .iter()
             .map(|node| {
                 let spec = node.spec.clone().unwrap_or_default();
-                (node.metadata.name.clone().unwrap(), spec.pod_cidr.unwrap_or_default(), spec.pod_cidrs.unwrap_or_default())
+                (
+                    node.metadata.name.clone().unwrap(),
+                    spec.pod_cidr.unwrap_or_default(),
+                    spec.pod_cidrs.unwrap_or_default(),
+                )
             })
             .collect();
-        cidrs.iter().all(|(_, cidr, _)| !cidr.is_empty()).then_some(cidrs)
+        cidrs
+            .iter()
+            .all(|(_, cidr, _)| !cidr.is_empty())
+            .then_some(cidrs)
     };
-    let cidrs = wait_for("pod cidrs on all nodes", Duration::from_secs(10), read_cidrs).await;
+    let cidrs = wait_for(
+        "pod cidrs on all nodes",
+        Duration::from_secs(10),
+        read_cidrs,
+    )
+    .await;
     let distinct: BTreeSet<&String> = cidrs.iter().map(|(_, cidr, _)| cidr).collect();
     assert_eq!(distinct.len(), 3, "{cidrs:?}");
     for (name, cidr, cidr_list) in &cidrs {
-        assert!(cidr.starts_with("10.244.") && cidr.ends_with("/24"), "{name}: {cidr}");
+        assert!(
+            cidr.starts_with("10.244.") && cidr.ends_with("/24"),
+            "{name}: {cidr}"
+        );
         assert_eq!(cidr_list, &vec![cidr.clone()]);
     }
 
@@ -48,7 +63,11 @@ async fn every_node_gets_a_distinct_pod_cidr_and_keeps_it_across_restarts() {
 }
 
 fn bound_node(pod: &Pod) -> Option<String> {
-    pod.spec.as_ref()?.node_name.clone().filter(|name| !name.is_empty())
+    pod.spec
+        .as_ref()?
+        .node_name
+        .clone()
+        .filter(|name| !name.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +86,11 @@ async fn pods_are_bound_quickly_and_spread_by_free_resources() {
     .await;
 
     // Measure create → bound through a watch, as a client would see it.
-    let mut stream = pods.watch(&WatchParams::default(), "0").await.expect("watch").boxed();
+    let mut stream = pods
+        .watch(&WatchParams::default(), "0")
+        .await
+        .expect("watch")
+        .boxed();
     let mut latencies = Vec::new();
     let mut placements = Vec::new();
     let mut create_latencies = Vec::new();
@@ -101,23 +124,43 @@ async fn pods_are_bound_quickly_and_spread_by_free_resources() {
         latencies.last().unwrap(),
         create_latencies[create_latencies.len() / 2]
     );
-    assert!(median < Duration::from_millis(100), "create -> bound p50 {median:?}");
+    assert!(
+        median < Duration::from_millis(100),
+        "create -> bound p50 {median:?}"
+    );
     let on_a = placements.iter().filter(|node| *node == "node-a").count();
-    assert!((9..=11).contains(&on_a), "equal pods should balance over equal nodes: {placements:?}");
+    assert!(
+        (9..=11).contains(&on_a),
+        "equal pods should balance over equal nodes: {placements:?}"
+    );
 
     let scheduled = wait_for("Scheduled event", Duration::from_secs(10), || async {
         let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items.into_iter().find(|event| {
-            event.reason.as_deref() == Some("Scheduled") && event.involved_object.name.as_deref() == Some("web-3")
+            event.reason.as_deref() == Some("Scheduled")
+                && event.involved_object.name.as_deref() == Some("web-3")
         })
     })
     .await;
     let message = scheduled.message.unwrap();
-    assert!(message.starts_with("Successfully assigned default/web-3 to node-"), "{message}");
-    assert_eq!(scheduled.source.unwrap().component.as_deref(), Some("default-scheduler"));
+    assert!(
+        message.starts_with("Successfully assigned default/web-3 to node-"),
+        "{message}"
+    );
+    assert_eq!(
+        scheduled.source.unwrap().component.as_deref(),
+        Some("default-scheduler")
+    );
     let pod = pods.get("web-3").await.unwrap();
-    let condition = pod.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "PodScheduled").unwrap();
+    let condition = pod
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .unwrap();
     assert_eq!(condition.status, "True");
 }
 
@@ -132,24 +175,42 @@ async fn unschedulable_pod_is_reported_then_bound_when_a_node_fits() {
 
     let condition = wait_for("PodScheduled=False", Duration::from_secs(10), || async {
         let pod = pods.get("big").await.ok()?;
-        pod.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        pod.status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
     })
     .await;
     assert_eq!(condition.reason.as_deref(), Some("Unschedulable"));
-    assert_eq!(condition.message.as_deref(), Some("0/2 nodes are available: 2 Insufficient cpu."));
+    assert_eq!(
+        condition.message.as_deref(),
+        Some("0/2 nodes are available: 2 Insufficient cpu.")
+    );
     let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
-    let event = wait_for("FailedScheduling event", Duration::from_secs(10), || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        list.items.into_iter().find(|event| event.reason.as_deref() == Some("FailedScheduling"))
-    })
+    let event = wait_for(
+        "FailedScheduling event",
+        Duration::from_secs(10),
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .into_iter()
+                .find(|event| event.reason.as_deref() == Some("FailedScheduling"))
+        },
+    )
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
-    assert_eq!(event.message.as_deref(), Some("0/2 nodes are available: 2 Insufficient cpu."));
+    assert_eq!(
+        event.message.as_deref(),
+        Some("0/2 nodes are available: 2 Insufficient cpu.")
+    );
     assert_eq!(event.involved_object.kind.as_deref(), Some("Pod"));
     assert_eq!(event.involved_object.name.as_deref(), Some("big"));
 
     // A node that fits arrives: the pod is retried on the node change, not on a timer.
     cluster.create_ready_node("node-c", "4").await;
-    let node = wait_for("big bound", Duration::from_secs(3), || async { pods.get("big").await.ok().as_ref().and_then(bound_node) }).await;
+    let node = wait_for("big bound", Duration::from_secs(3), || async {
+        pods.get("big").await.ok().as_ref().and_then(bound_node)
+    })
+    .await;
     assert_eq!(node, "node-c");
 }

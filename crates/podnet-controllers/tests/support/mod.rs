@@ -26,8 +26,13 @@ impl TestCluster {
     /// Starts the API server on its own runtime thread (so its work does not
     /// compete with the test's runtime) and a client for it.
     pub async fn start() -> TestCluster {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-        let dir = tempfile::Builder::new().prefix("podnet-controllers-test-").tempdir().expect("temp dir");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+        let dir = tempfile::Builder::new()
+            .prefix("podnet-controllers-test-")
+            .tempdir()
+            .expect("temp dir");
         let server = Server::open(ServerConfig {
             data_dir: dir.path().join("server"),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -37,8 +42,11 @@ impl TestCluster {
         let kubeconfig_path = server.kubeconfig_path();
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
             runtime
                 .block_on(server.serve(async {
                     let _ = signal.await;
@@ -47,9 +55,17 @@ impl TestCluster {
         });
         let kubeconfig = Kubeconfig::read_from(&kubeconfig_path).expect("kubeconfig readable");
         let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kube config");
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kube config");
         let client = Client::try_from(config).expect("client");
-        TestCluster { client, _dir: dir, shutdown: Some(shutdown), thread: Some(thread), controllers: None }
+        TestCluster {
+            client,
+            _dir: dir,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            controllers: None,
+        }
     }
 
     /// Starts every controller with test-friendly timings.
@@ -85,7 +101,10 @@ impl TestCluster {
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
         }))
         .unwrap();
-        nodes.create(&PostParams::default(), &node).await.expect("node created");
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .expect("node created");
         self.set_node_ready(name, cpu, "True").await
     }
 
@@ -98,7 +117,10 @@ impl TestCluster {
             "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady",
                 "lastHeartbeatTime": now, "lastTransitionTime": now}]
         }});
-        nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(&status)).await.expect("node status patched")
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
+            .await
+            .expect("node status patched")
     }
 
     pub async fn create_pod(&self, namespace: &str, name: &str, cpu: &str) -> Pod {
@@ -109,7 +131,9 @@ impl TestCluster {
             "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}]}
         }))
         .unwrap();
-        pods.create(&PostParams::default(), &pod).await.expect("pod created")
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("pod created")
     }
 }
 
