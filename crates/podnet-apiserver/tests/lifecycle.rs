@@ -168,9 +168,29 @@ fn status_subresource_and_describe() {
     assert_eq!(pod["status"]["phase"], "Running");
     assert_eq!(pod["metadata"]["labels"]["x"], "y");
 
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let event = serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "s.1", "namespace": "default"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "s", "namespace": "default", "uid": uid},
+        "reason": "Scheduled", "message": "Successfully assigned default/s to node1",
+        "type": "Normal", "source": {"component": "default-scheduler"},
+        "firstTimestamp": "2025-01-01T00:00:00Z", "lastTimestamp": "2025-01-01T00:00:00Z", "count": 1,
+    });
+    let (code, body) = json(
+        &server,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        Some(&event.to_string()),
+    );
+    assert_eq!(code, 201, "{body}");
     let described = server.ok(&["describe", "pod", "s"]);
     assert!(
         described.contains("Name:") && described.contains("s"),
+        "{described}"
+    );
+    assert!(
+        described.contains("Successfully assigned default/s to node1"),
         "{described}"
     );
     server.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n");
