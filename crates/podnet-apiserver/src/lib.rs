@@ -122,6 +122,13 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
         let listener = tokio::net::TcpListener::from_std(self.listener)
             .map_err(|e| ApiError::Listen(e.to_string()))?;
+        // History older than the retention is forgotten in the background;
+        // watchers that fall further behind get 410 Expired and relist.
+        let _compaction = podnet_store::spawn_auto_compaction(
+            self.state.rest.store.clone(),
+            podnet_store::Retention::default(),
+            std::time::Duration::from_secs(60),
+        )?;
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);

@@ -30,6 +30,9 @@ pub struct WatchRequest {
     pub resource_version: Option<i64>,
     pub send_initial: bool,
     pub bookmarks: bool,
+    /// `sendInitialEvents=true`: the end of the initial ADDED events is
+    /// marked with a BOOKMARK carrying `k8s.io/initial-events-end`.
+    pub initial_events_requested: bool,
     pub timeout: Duration,
     pub labels: Option<LabelSelector>,
     pub fields: Option<FieldSelector>,
@@ -76,6 +79,7 @@ impl WatchRequest {
                 false,
             ),
         };
+        let initial_events_requested = query.get("sendInitialEvents") == Some("true");
         let send_initial = match query.get("sendInitialEvents") {
             Some("true") => true,
             Some("false") => false,
@@ -105,6 +109,7 @@ impl WatchRequest {
             resource_version,
             send_initial,
             bookmarks: query.flag("allowWatchBookmarks"),
+            initial_events_requested,
             timeout,
             labels,
             fields,
@@ -236,7 +241,7 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                 return;
             }
         }
-        if request.send_initial && request.bookmarks {
+        if request.initial_events_requested && request.bookmarks {
             // The end of the initial state, as upstream marks it for informers.
             let bookmark = bookmark_event(&request, last_revision, true);
             if sender

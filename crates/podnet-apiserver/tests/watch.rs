@@ -113,3 +113,43 @@ fn watch_resumes_after_restart_and_expires_when_compacted() {
     assert_eq!(events[0]["object"]["code"], 410);
     assert_eq!(events[0]["object"]["reason"], "Expired");
 }
+
+#[test]
+fn table_watches_bookmarks_and_initial_events() {
+    let server = TestServer::start();
+    server.ok(&["create", "configmap", "one", "--from-literal=a=1"]);
+    server.ok(&["create", "configmap", "two", "--from-literal=a=1"]);
+    let (code, body) = server.get_with_headers(
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        &["Accept: application/json;as=Table;v=v1;g=meta.k8s.io,application/json"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{body}");
+    assert_eq!(events[0]["object"]["kind"], "Table");
+    assert!(!events[0]["object"]["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(
+        events[1]["object"]["columnDefinitions"]
+            .as_array()
+            .is_none_or(|c| c.is_empty()),
+        "{body}"
+    );
+    assert_eq!(events[1]["object"]["rows"][0]["cells"][0], "two");
+
+    let events = watch_lines(
+        &server,
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+    );
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ADDED", "ADDED", "BOOKMARK"]);
+    assert_eq!(
+        events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}

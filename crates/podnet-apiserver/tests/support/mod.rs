@@ -202,6 +202,24 @@ impl TestServer {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// Authenticated GET with extra request headers: returns (HTTP code, body).
+    pub fn get_with_headers(&self, path: &str, headers: &[&str]) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(self.ca())
+            .args(["-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {}", self.token()));
+        for header in headers {
+            command.arg("-H").arg(header);
+        }
+        command.arg(format!("https://127.0.0.1:{}{path}", self.port));
+        let output = command.output().expect("curl runs");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub fn data_path(&self) -> &Path {
         self.dir.path()
     }
