@@ -1236,9 +1236,17 @@ impl Rest {
                 Err(e) => Err(e.into()),
             };
         }
+        // Upstream answers 202 for a pending deletion only when the client
+        // asked for foreground cascading; 200 otherwise (graceful pods,
+        // finalizers, namespaces).
+        let pending_code = if options.propagation_policy.as_deref() == Some("Foreground") {
+            202
+        } else {
+            200
+        };
         if comparable(&new) == comparable(&old) || options.dry_run {
             return Ok(Reply {
-                code: if options.dry_run { 200 } else { 202 },
+                code: pending_code,
                 body: new,
                 warnings: Vec::new(),
             });
@@ -1247,7 +1255,7 @@ impl Rest {
             Ok(revision) => {
                 set_resource_version(&mut new, revision);
                 Ok(Reply {
-                    code: 202,
+                    code: pending_code,
                     body: new,
                     warnings: Vec::new(),
                 })
