@@ -183,6 +183,18 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
 
     let mut current = update_status(&nodes, &identity, true, Some(&registered)).await?;
     tracing::info!(node = args.node_name, "node is Ready");
+    let agent_started = jiff::Timestamp::now();
+    let mirror_pods: Api<Pod> = Api::namespaced(client.clone(), crate::mirror::MIRROR_NAMESPACE);
+    if let Err(error) = crate::mirror::ensure_mirror_pod(
+        &mirror_pods,
+        &args.node_name,
+        &args.node_ip,
+        agent_started,
+    )
+    .await
+    {
+        tracing::warn!("publishing the agent pod: {error}");
+    }
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let heartbeat_identity = identity.clone();
     let heartbeat_nodes = nodes.clone();
@@ -199,6 +211,17 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             match update_status(&heartbeat_nodes, &heartbeat_identity, true, Some(&current)).await {
                 Ok(node) => current = node,
                 Err(error) => tracing::warn!("posting node status: {error}"),
+            }
+            // Recreated if someone deleted it, as the kubelet does for mirror pods.
+            if let Err(error) = crate::mirror::ensure_mirror_pod(
+                &mirror_pods,
+                &heartbeat_identity.name,
+                &heartbeat_identity.internal_ip,
+                agent_started,
+            )
+            .await
+            {
+                tracing::warn!("publishing the agent pod: {error}");
             }
         }
     });

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod backend;
 pub mod dns;
+pub mod mirror;
 pub mod network;
 pub mod node;
 pub mod pods;

@@ -119,7 +119,8 @@ impl PodManager {
     /// Bring one pod to its desired state.
     pub async fn sync(self: &Arc<Self>, pod: Pod) -> Result<(), AgentError> {
         let uid = pod_key(&pod);
-        if uid.is_empty() {
+        // The agent's own mirror pod only reports; it has nothing to run.
+        if uid.is_empty() || crate::mirror::is_mirror_pod(&pod) {
             return Ok(());
         }
         let lock = self.lock_for(&uid);

@@ -282,6 +282,12 @@ impl StreamingBackend for AgentStreaming {
         target: ContainerRef,
         options: LogOptions,
     ) -> Result<BoxedReader, StreamingError> {
+        if target.namespace == crate::mirror::MIRROR_NAMESPACE
+            && target.pod.starts_with("podnet-")
+            && target.container == crate::mirror::MIRROR_CONTAINER
+        {
+            return Ok(agent_log(self.layout.root.join("agent.log"), options));
+        }
         let container = self.find(&target, options.previous)?;
         let runtime_options = podnet_runtime::LogOptions {
             tail_lines: options.tail_lines.map(|n| n as usize),
@@ -301,4 +307,46 @@ impl StreamingBackend for AgentStreaming {
         });
         Ok(Box::new(reader))
     }
+}
+
+/// The agent's own log (plain text, written by the process supervisor) for
+/// `kubectl logs -n kube-system podnet-<node>`: tail and follow.
+fn agent_log(path: PathBuf, options: LogOptions) -> BoxedReader {
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let text = tokio::fs::read(&path).await.unwrap_or_default();
+        let mut start = 0;
+        if let Some(tail) = options.tail_lines {
+            let lines: Vec<usize> = text
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i)
+                .collect();
+            if lines.len() > tail as usize {
+                start = lines[lines.len() - tail as usize - 1] + 1;
+            }
+        }
+        if writer.write_all(&text[start..]).await.is_err() {
+            return;
+        }
+        if !options.follow {
+            return;
+        }
+        let mut offset = text.len();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let Ok(now) = tokio::fs::read(&path).await else {
+                return;
+            };
+            if now.len() > offset {
+                if writer.write_all(&now[offset..]).await.is_err() {
+                    return;
+                }
+                offset = now.len();
+            }
+        }
+    });
+    Box::new(reader)
 }

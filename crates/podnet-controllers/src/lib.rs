@@ -7,6 +7,7 @@
 //! the decision; each is idempotent, so a restart from any state converges.
 
 pub mod events;
+pub mod garbage_collector;
 pub mod namespace_lifecycle;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -152,6 +153,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         node_ipam::run_node_ipam(client.clone(), config.clone()),
         scheduler::run_scheduler(client.clone(), config.clone()),
         namespace_lifecycle::run_namespace_lifecycle(client.clone(), config.clone()),
+        garbage_collector::run_garbage_collector(client.clone(), config.clone()),
         node_lifecycle::run_node_lifecycle(client, config),
     )?;
     Ok(())

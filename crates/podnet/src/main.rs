@@ -249,7 +249,7 @@ mod server {
 }
 
 fn image(command: ImageCommand) -> Result<()> {
-    let store = podnet_runtime::ImageStore::open(&paths::images_root())?;
+    let store = podnet_runtime::ImageStore::open(paths::images_root())?;
     match command {
         ImageCommand::Import { file } => {
             for reference in store.import_tar(&file)? {

@@ -57,9 +57,7 @@ impl Cluster {
     fn logs(&self) -> String {
         let mut text = String::new();
         let base = self.root.path().join(&self.name);
-        for log in [base.join("server/server.log")] {
-            text.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
-        }
+        text.push_str(&std::fs::read_to_string(base.join("server/server.log")).unwrap_or_default());
         if let Ok(entries) = std::fs::read_dir(base.join("nodes")) {
             for entry in entries.flatten() {
                 text.push_str(&format!("--- {}\n", entry.path().display()));
@@ -282,7 +280,13 @@ fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
         ]);
         String::from_utf8_lossy(&output.stdout).contains("hello-from-c3")
     });
-    let addr = |c: &str| cluster.kubectl_ok(&["exec", "pod1", "-c", c, "--", "ip", "addr"]);
+    // IPv6 duplicate address detection may still be running ("tentative") on
+    // the first call, so compare the interface set and addresses only.
+    let addr = |c: &str| {
+        cluster
+            .kubectl_ok(&["exec", "pod1", "-c", c, "--", "ip", "addr"])
+            .replace(" tentative", "")
+    };
     let (a1, a2, a3) = (addr("c1"), addr("c2"), addr("c3"));
     assert!(a1.contains(&ip1), "{a1}");
     assert_eq!(a1, a2);
@@ -329,6 +333,19 @@ fn two_nodes_pods_share_localhost_and_reach_each_other_across_the_overlay() {
         ping.status.success(),
         "ping from node: {}",
         String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // The network agent of each node is a pod in kube-system with its log.
+    let system = cluster.kubectl_ok(&["get", "pods", "-n", "kube-system", "-o", "wide"]);
+    let agent_pod = format!("podnet-{node1}");
+    assert!(
+        system.contains(&agent_pod) && system.contains("Running"),
+        "{system}"
+    );
+    let agent_log = cluster.kubectl_ok(&["logs", "-n", "kube-system", &agent_pod, "--tail", "200"]);
+    assert!(
+        agent_log.contains("CNI configuration written"),
+        "{agent_log}"
     );
 
     // Down removes everything.
