@@ -1,0 +1,193 @@
+//! Shared end-to-end harness: a real `podnet up` cluster in a temporary
+//! state root, driven with the real kubectl, removed on drop even when the
+//! test fails. Each test binary includes it with `mod support;`.
+#![allow(dead_code)]
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn podnet_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podnet"))
+}
+
+/// A cluster for one test, removed on drop even when the test fails.
+pub struct Cluster {
+    pub name: String,
+    pub root: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub kube_cache: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn up(prefix: &str, nodes: usize, extra: &[&str]) -> Cluster {
+        let name = format!("{prefix}{}", std::process::id() % 100000);
+        let root = tempfile::tempdir().expect("temp root");
+        let mut command = Command::new(podnet_binary());
+        command
+            .env("PODNET_ROOT", root.path())
+            .args([
+                "up",
+                "--name",
+                &name,
+                "--nodes",
+                &nodes.to_string(),
+                "--no-kubeconfig",
+                "--wait",
+                "90s",
+            ])
+            .args(extra);
+        let output = command.output().expect("run podnet up");
+        let kubeconfig = root.path().join(&name).join("server/kubeconfig");
+        let cluster = Cluster {
+            name,
+            root,
+            kubeconfig,
+            kube_cache: tempfile::tempdir().unwrap(),
+        };
+        assert!(
+            output.status.success(),
+            "podnet up failed:\n{}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            cluster.logs()
+        );
+        cluster
+    }
+
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        let base = self.root.path().join(&self.name);
+        text.push_str(&std::fs::read_to_string(base.join("server/server.log")).unwrap_or_default());
+        if let Ok(entries) = std::fs::read_dir(base.join("nodes")) {
+            for entry in entries.flatten() {
+                text.push_str(&format!("--- {}\n", entry.path().display()));
+                text.push_str(
+                    &std::fs::read_to_string(entry.path().join("agent.log")).unwrap_or_default(),
+                );
+            }
+        }
+        text.lines()
+            .rev()
+            .take(200)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .env("KUBECACHEDIR", self.kube_cache.path())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}\n{}\nlogs:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout),
+            self.logs()
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .env("KUBECACHEDIR", self.kube_cache.path())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out waiting for {what}\nlogs:\n{}", self.logs());
+    }
+
+    pub fn node_exec(&self, node: &str, command: &[&str]) -> Output {
+        Command::new(podnet_binary())
+            .env("PODNET_ROOT", self.root.path())
+            .args(["node", "exec", node, "--"])
+            .args(command)
+            .output()
+            .expect("podnet node exec")
+    }
+
+    pub fn down(&self) -> Output {
+        Command::new(podnet_binary())
+            .env("PODNET_ROOT", self.root.path())
+            .args(["down", "--name", &self.name])
+            .output()
+            .expect("podnet down")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.root.path().join(&self.name).exists() {
+            let _ = self.down();
+        }
+    }
+}
+
+pub fn can_run() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let tools = ["runc", "kubectl", "ip"].iter().all(|tool| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if !(root && tools) {
+        eprintln!("skipping: needs root, runc, kubectl and ip");
+    }
+    root && tools
+}
+
+pub fn netns_list() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn pod_ip(cluster: &Cluster, pod: &str) -> String {
+    cluster.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
+}
