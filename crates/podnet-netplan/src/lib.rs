@@ -4,3 +4,5 @@
 //! appliers elsewhere make the kernel match. Nothing here does I/O.
 
 pub mod overlay;
+pub mod netpol;
+pub mod netpol_oracle;
