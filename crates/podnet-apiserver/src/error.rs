@@ -58,10 +58,12 @@ pub enum ApiError {
         message: String,
     },
     /// Server-side apply found fields owned by other managers; 409.
-    #[error("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, conflicts.iter().map(|c| format!("conflict with \"{}\": {}", c.manager, c.field)).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", podnet_model::ssa::conflict_message(conflicts, api_version))]
     ApplyConflict {
         /// Group of the resource ("" for core).
         group: String,
+        /// The applied object's apiVersion, as upstream names it in the message.
+        api_version: String,
         /// Plural resource name.
         resource: String,
         /// Object name.
@@ -119,6 +121,13 @@ pub enum ApiError {
     /// Binding the listen socket or the TLS setup failed.
     #[error("cannot listen: {0}")]
     Listen(String),
+}
+
+/// Model errors come from what the client sent (selectors, patches): 400.
+impl From<podnet_model::error::ModelError> for ApiError {
+    fn from(error: podnet_model::error::ModelError) -> ApiError {
+        ApiError::BadRequest(error.to_string())
+    }
 }
 
 fn not_found_message(resource: &str, name: &str) -> String {
@@ -242,6 +251,7 @@ impl ApiError {
                 resource,
                 name,
                 conflicts,
+                ..
             } => Some(json!({
                 "name": name, "group": group, "kind": resource,
                 "causes": conflicts.iter().map(|c| json!({

@@ -9,7 +9,6 @@ mod certs;
 mod discovery;
 mod error;
 mod objects;
-mod openapi_pb;
 mod protobuf;
 mod proxy;
 mod request;

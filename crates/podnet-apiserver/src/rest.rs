@@ -365,15 +365,11 @@ impl Rest {
     pub fn list(&self, target: &ResourceTarget, query: &Query) -> Result<Listed, ApiError> {
         let info = target.info;
         let label_selector = match query.get("labelSelector") {
-            Some(s) if !s.is_empty() => {
-                Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
-            }
+            Some(s) if !s.is_empty() => Some(LabelSelector::parse(s)?),
             _ => None,
         };
         let field_selector = match query.get("fieldSelector") {
-            Some(s) if !s.is_empty() => Some(
-                FieldSelector::parse(info, s).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            ),
+            Some(s) if !s.is_empty() => Some(FieldSelector::parse(info, s)?),
             _ => None,
         };
         let limit = match query.get("limit") {
@@ -912,6 +908,7 @@ impl Rest {
             )
             .map_err(|conflicts| ApiError::ApplyConflict {
                 group: info.group.to_string(),
+                api_version: info.api_version(),
                 resource: info.plural.to_string(),
                 name: name.to_string(),
                 conflicts,
@@ -933,8 +930,7 @@ impl Rest {
         }
         let old = existing.ok_or_else(|| not_found(info, name))?;
         let mut patched = match patch_type {
-            PatchType::Json => patch::json_patch(&old, &patch_doc)
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            PatchType::Json => patch::json_patch(&old, &patch_doc)?,
             PatchType::Merge => {
                 if !patch_doc.is_object() {
                     return Err(ApiError::BadRequest(
@@ -949,8 +945,7 @@ impl Rest {
                         "a strategic merge patch must be a JSON object".into(),
                     ));
                 }
-                patch::strategic_merge_patch(info, &old, &patch_doc)
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+                patch::strategic_merge_patch(info, &old, &patch_doc)?
             }
             PatchType::Apply => unreachable!("handled above"),
         };
@@ -989,8 +984,7 @@ impl Rest {
             ScaleChange::Patch(patch_type, body) => {
                 let patch_doc = parse_document(body)?;
                 match patch_type {
-                    PatchType::Json => patch::json_patch(&current, &patch_doc)
-                        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                    PatchType::Json => patch::json_patch(&current, &patch_doc)?,
                     // Scale has no lists, so strategic and apply reduce to a merge.
                     _ => patch::merge_patch(&current, &patch_doc),
                 }

@@ -163,7 +163,9 @@ async fn dispatch(
         Route::GroupVersion { group, version } => discovery::api_resource_list(&group, &version)
             .map(|doc| json_response(200, &doc, &[]))
             .ok_or_else(ApiError::path_not_found),
-        Route::OpenApiV2 if accept.contains("protobuf") => Ok(openapi_v2_protobuf_reply(&request)),
+        Route::OpenApiV2 if wants_openapi_v2_protobuf(&accept) => {
+            Ok(openapi_v2_protobuf_reply(&request))
+        }
         Route::OpenApiV2 => Ok(openapi_reply(&request, schema::openapi_v2(), false)),
         Route::OpenApiV3Index => Ok(openapi_reply(&request, &schema::openapi_v3_index(), false)),
         Route::OpenApiV3Document(path) => schema::openapi_v3_document(&path)
@@ -233,11 +235,18 @@ fn openapi_reply(request: &Request<Incoming>, doc: &Value, by_hash: bool) -> Res
         .expect("static response")
 }
 
+/// Whether a `/openapi/v2` request asks for gnostic's protobuf form (kubectl
+/// before 1.30 validates with it); JSON otherwise.
+fn wants_openapi_v2_protobuf(accept: &str) -> bool {
+    accept.split(',').any(|media| {
+        let media = media.split(';').next().unwrap_or("").trim();
+        media == schema::OPENAPI_V2_PROTOBUF_CONTENT_TYPE
+            || media == schema::OPENAPI_V2_PROTOBUF_RESPONSE_CONTENT_TYPE
+    })
+}
+
 fn openapi_v2_protobuf_reply(request: &Request<Incoming>) -> Response<Body> {
-    static ENCODED: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-    let bytes = ENCODED
-        .get_or_init(|| Bytes::from(crate::openapi_pb::encode_document(schema::openapi_v2())))
-        .clone();
+    let bytes = Bytes::from_static(schema::openapi_v2_protobuf());
     let etag = format!("\"{:016X}\"", fnv1a(&bytes));
     if header_str(request, header::IF_NONE_MATCH) == etag {
         return Response::builder()
@@ -248,8 +257,12 @@ fn openapi_v2_protobuf_reply(request: &Request<Incoming>) -> Response<Body> {
     }
     Response::builder()
         .status(200)
-        .header(header::CONTENT_TYPE, crate::openapi_pb::MEDIA_TYPE)
+        .header(
+            header::CONTENT_TYPE,
+            schema::OPENAPI_V2_PROTOBUF_RESPONSE_CONTENT_TYPE,
+        )
         .header(header::ETAG, etag)
+        .header(header::VARY, "Accept")
         .body(full_body(bytes))
         .expect("static response")
 }

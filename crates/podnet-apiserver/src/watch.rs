@@ -48,9 +48,7 @@ impl WatchRequest {
     ) -> Result<WatchRequest, ApiError> {
         let info = target.info;
         let labels = match query.get("labelSelector") {
-            Some(s) if !s.is_empty() => {
-                Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
-            }
+            Some(s) if !s.is_empty() => Some(LabelSelector::parse(s)?),
             _ => None,
         };
         let mut field_expression = query.get("fieldSelector").unwrap_or("").to_string();
@@ -65,10 +63,7 @@ impl WatchRequest {
         let fields = if field_expression.is_empty() {
             None
         } else {
-            Some(
-                FieldSelector::parse(info, &field_expression)
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            )
+            Some(FieldSelector::parse(info, &field_expression)?)
         };
         let (resource_version, send_initial) = match query.get("resourceVersion") {
             None | Some("") | Some("0") => (None, true),
@@ -270,6 +265,13 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                     let Some(next) = next else { return };
                     let event = match next {
                         Ok(event) => event,
+                        // A watcher that fell too far behind is closed like
+                        // any ended watch: the client re-watches from the
+                        // last resourceVersion it saw (or re-lists on 410).
+                        Err(StoreError::WatcherTooSlow { prefix, capacity }) => {
+                            tracing::info!(%prefix, capacity, last_revision, "closing a watch that fell behind");
+                            return;
+                        }
                         Err(e) => {
                             let error = match e {
                                 StoreError::Compacted { requested, oldest } => ApiError::Expired { requested, oldest },

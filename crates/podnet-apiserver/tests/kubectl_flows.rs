@@ -177,7 +177,8 @@ fn server_side_apply_and_conflicts() {
     assert_eq!(replicas, "5");
     let conflict = server.fails(&["apply", "--server-side", "-f", &deployment]);
     assert!(
-        conflict.contains("conflict") && conflict.contains(".spec.replicas"),
+        conflict.contains("Apply failed with 1 conflict: conflict with")
+            && conflict.contains("using apps/v1: .spec.replicas"),
         "{conflict}"
     );
     server.ok(&[
@@ -259,6 +260,18 @@ fn errors_are_reported_like_upstream() {
     assert_eq!(first.0, 200, "{}", first.1);
     assert_eq!(second.0, 409, "{}", second.1);
     assert!(second.1.contains("the object has been modified; please apply your changes to the latest version and try again"), "{}", second.1);
+
+    // A field selector the resource does not support is the client's fault.
+    let (code, body) = server.curl(
+        "GET",
+        "/api/v1/namespaces/default/pods?fieldSelector=spec.nosuch%3Dx",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("field label not supported: spec.nosuch"), "{body}");
+    let err = server.fails(&["get", "pods", "--field-selector", "spec.nosuch=x"]);
+    assert!(err.contains("field label not supported"), "{err}");
 
     let err = server.fails(&["get", "pod", "nosuch"]);
     assert!(err.contains("pods \"nosuch\" not found"), "{err}");
