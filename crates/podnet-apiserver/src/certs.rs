@@ -110,7 +110,11 @@ pub fn ensure_credentials(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let mut ips: Vec<IpAddr> = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    // In-cluster clients dial the `kubernetes` Service's address.
+    let mut ips: Vec<IpAddr> = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(crate::service_alloc::KUBERNETES_SERVICE_IP),
+    ];
     for ip in std::iter::once(listen_ip).chain(extra_sans.iter().copied()) {
         if !ip.is_unspecified() && !ips.contains(&ip) {
             ips.push(ip);

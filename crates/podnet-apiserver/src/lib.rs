@@ -8,12 +8,14 @@
 mod certs;
 mod discovery;
 mod error;
+mod kubernetes_service;
 mod objects;
 mod protobuf;
 mod proxy;
 mod request;
 mod rest;
 mod server;
+pub mod service_alloc;
 mod watch;
 
 pub use error::ApiError;
@@ -51,6 +53,7 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     kubeconfig_path: PathBuf,
     local_addr: SocketAddr,
+    advertise_address: Option<SocketAddr>,
 }
 
 impl Server {
@@ -88,8 +91,10 @@ impl Server {
             ),
         )?;
         let tls = tls_config(&credentials)?;
+        let store: Arc<dyn podnet_store::Store> = Arc::new(store);
         let rest = rest::Rest {
-            store: Arc::new(store),
+            services: Arc::new(rest::load_service_allocator(store.as_ref())?),
+            store,
         };
         rest.bootstrap()?;
         Ok(Server {
@@ -103,7 +108,16 @@ impl Server {
             tls,
             kubeconfig_path,
             local_addr,
+            advertise_address: None,
         })
+    }
+
+    /// The address pods reach this server at (the `kubernetes` Service's
+    /// endpoint); the bound address when not set. Give its IP as an extra
+    /// SAN in [`ServerConfig`] too, so clients dialing it verify the server.
+    pub fn with_advertise_address(mut self, address: SocketAddr) -> Server {
+        self.advertise_address = Some(address);
+        self
     }
 
     /// `DATA_DIR/kubeconfig`.
@@ -121,6 +135,13 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
         let listener = tokio::net::TcpListener::from_std(self.listener)
             .map_err(|e| ApiError::Listen(e.to_string()))?;
+        let advertised = self.advertise_address.unwrap_or(self.local_addr);
+        {
+            let rest = self.state.rest.clone();
+            tokio::task::spawn_blocking(move || rest.ensure_kubernetes_service(advertised))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+        }
         // History older than the retention is forgotten in the background;
         // watchers that fall further behind get 410 Expired and relist.
         let _compaction = podnet_store::spawn_auto_compaction(

@@ -7,6 +7,7 @@ use crate::objects::{
     now_rfc3339, object_key, resource_version,
 };
 use crate::request::{Query, ResourceTarget};
+use crate::service_alloc::ServiceAllocator;
 use crate::ApiError;
 use base64::Engine;
 use podnet_model::registry::{self, ResourceInfo};
@@ -97,10 +98,16 @@ pub struct Listed {
     pub continue_token: Option<String>,
 }
 
-/// The API's state: the store. Cheap to clone.
+/// The API's state: the store and the service allocator. Cheap to clone.
 #[derive(Clone)]
 pub struct Rest {
     pub store: Arc<dyn Store>,
+    /// Cluster IPs and node ports of the stored Services.
+    pub services: Arc<ServiceAllocator>,
+}
+
+fn is_service(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.kind == "Service"
 }
 
 fn resource_group(info: &ResourceInfo) -> String {
@@ -130,6 +137,25 @@ fn has_subresource(info: &ResourceInfo, name: &str) -> bool {
 
 fn namespaces_info() -> &'static ResourceInfo {
     registry::find("", "v1", "namespaces").expect("registry serves namespaces")
+}
+
+/// The allocator for the Services already in `store`.
+pub fn load_service_allocator(store: &dyn Store) -> Result<ServiceAllocator, ApiError> {
+    let info = registry::find("", "v1", "services").expect("registry serves services");
+    let prefix = collection_prefix(info, None);
+    let mut services = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = store.list(&prefix, start_after.as_deref(), Some(1000))?;
+        for record in &page.records {
+            services.push(decode_record(info, record)?);
+        }
+        match page.continue_after {
+            Some(after) => start_after = Some(after),
+            None => break,
+        }
+    }
+    Ok(ServiceAllocator::from_services(&services))
 }
 
 /// Decode a stored record into the object clients see (resourceVersion injected).
@@ -546,10 +572,24 @@ impl Rest {
         if !causes.is_empty() {
             return Err(invalid(info, &name, causes));
         }
+        // Services get their cluster IP and node ports before they are
+        // stored, so the create reply already carries them.
+        let reservation = if is_service(info) {
+            Some(self.services.reserve_for_create(&mut obj)?)
+        } else {
+            None
+        };
         if obj.pointer("/metadata/managedFields").is_none() {
             ssa::record_update(info, None, &mut obj, &options.field_manager, "Update", &now);
         }
-        self.store_new(target, obj, options, warnings)
+        let result = self.store_new(target, obj, options, warnings);
+        if let Some(reservation) = reservation {
+            match &result {
+                Ok(_) if !options.dry_run => self.services.commit(reservation),
+                _ => self.services.rollback(reservation),
+            }
+        }
+        result
     }
 
     /// Persist a fully prepared new object.
@@ -801,21 +841,58 @@ impl Rest {
         if let Some(generation) = generation {
             metadata_mut(&mut new).insert("generation".into(), json!(generation));
         }
+        if is_service(info) {
+            crate::service_alloc::drop_type_dependent_fields(&mut new, &old);
+        }
+        defaults::carry_over_allocated_values(info, &mut new, &old);
         defaults::apply_defaults(info, &mut new);
         let causes = validation::validate_update(info, &new, &old);
         if !causes.is_empty() {
             return Err(invalid(info, &name, causes));
         }
-        if comparable(&new) == comparable(&old) {
+        if is_service(info) {
+            let reservation = self.services.reserve_for_update(&mut new, &old)?;
+            let leaves_store = deletion_complete(info, &new);
+            let stored = new.clone();
+            let result = self.finish_update(target, key, &old, new, options, managed);
+            match &result {
+                Ok(_) if !options.dry_run => {
+                    self.services.commit(reservation);
+                    if leaves_store {
+                        self.services.release(&old);
+                        self.services.release(&stored);
+                    }
+                }
+                _ => self.services.rollback(reservation),
+            }
+            return result;
+        }
+        self.finish_update(target, key, &old, new, options, managed)
+    }
+
+    /// Store an update that passed validation (or finish a deletion).
+    fn finish_update(
+        &self,
+        target: &ResourceTarget,
+        key: &str,
+        old: &Value,
+        mut new: Value,
+        options: &WriteOptions,
+        managed: ManagedFields,
+    ) -> Result<Reply, ApiError> {
+        let info = target.info;
+        let name = meta_str(old, "name").unwrap_or_default().to_string();
+        let old_revision = resource_version(old).unwrap_or(0);
+        if comparable(&new) == comparable(old) {
             // Upstream skips no-op writes: resourceVersion and watchers stay put.
-            return Ok(Reply::ok(old));
+            return Ok(Reply::ok(old.clone()));
         }
         if let ManagedFields::Record(operation) = managed {
             let now = now_rfc3339();
             let subresource_manager = options.field_manager.clone();
             ssa::record_update(
                 info,
-                Some(&old),
+                Some(old),
                 &mut new,
                 &subresource_manager,
                 operation,
@@ -1221,6 +1298,9 @@ impl Rest {
             }
             return match self.store.delete(&key, Some(revision)) {
                 Ok(record) => {
+                    if is_service(info) {
+                        self.services.release(&old);
+                    }
                     let mut last = old;
                     set_resource_version(&mut last, record.mod_revision);
                     Ok(Reply::ok(last))
