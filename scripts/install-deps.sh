@@ -8,7 +8,7 @@ packages=(
   iproute2 nftables iptables ethtool kmod procps util-linux
   runc busybox-static containernetworking-plugins
   nginx-light bind9-dnsutils iputils-ping traceroute tcpdump iperf3 netcat-openbsd
-  dnsperf unbound python3 python3-pip python3-yaml
+  dnsperf unbound python3 python3-pip python3-yaml python3-venv
 )
 
 missing=()
@@ -39,6 +39,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
+fi
+
+# The Python `kubernetes` client (from PyPI) for the client-compatibility test.
+if ! /opt/podnet-python/bin/python -c "import kubernetes" >/dev/null 2>&1; then
+  echo "podnet: installing the Python kubernetes client into /opt/podnet-python"
+  /usr/bin/python3 -m venv /opt/podnet-python
+  /opt/podnet-python/bin/pip install -q kubernetes
 fi
 
 if ! command -v kubectl >/dev/null 2>&1; then
