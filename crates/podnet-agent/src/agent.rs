@@ -239,6 +239,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         backends.containers.clone(),
         Api::all(client.clone()),
     ));
+    let netpol = crate::netpol::NetpolEngine::new(args.node_name.clone(), args.netns.clone());
+    let _ = manager.netpol.set(netpol.clone());
+    tokio::spawn(netpol.run(client.clone()));
     run_pod_workers(manager, client, args.node_name.clone()).await
 }
 

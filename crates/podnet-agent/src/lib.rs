@@ -10,6 +10,7 @@ pub mod agent;
 pub mod backend;
 pub mod dns;
 pub mod mirror;
+pub mod netpol;
 pub mod network;
 pub mod node;
 pub mod pods;

@@ -33,6 +33,8 @@ pub struct PodManager {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodMemory>>>>,
     /// Readiness results by container id (written by probers).
     pub readiness: Arc<Mutex<HashMap<String, bool>>>,
+    /// NetworkPolicy engine: a pod's rules are programmed before its containers start.
+    pub netpol: std::sync::OnceLock<Arc<crate::netpol::NetpolEngine>>,
 }
 
 /// What a pod worker remembers between syncs (not needed for correctness
@@ -74,6 +76,7 @@ impl PodManager {
             pods_api,
             locks: Mutex::new(HashMap::new()),
             readiness: Arc::new(Mutex::new(HashMap::new())),
+            netpol: std::sync::OnceLock::new(),
         }
     }
 
@@ -341,6 +344,9 @@ impl PodManager {
         };
         observation.sandbox_ready = true;
         observation.pod_ip = Some(sandbox.ip.clone());
+        if let Some(netpol) = self.netpol.get() {
+            netpol.admit_pod(pod, &sandbox.ip).await?;
+        }
         let (hosts, resolv, hostname) = self.write_pod_files(pod, &sandbox)?;
         let volume_mounts = crate::volumes::prepare_volumes(pod, &self.pod_dir(&uid))?;
 
