@@ -8,6 +8,7 @@
 
 pub mod answer;
 pub mod forward;
+pub mod health;
 pub mod server;
 pub mod snapshot;
 pub mod watch;

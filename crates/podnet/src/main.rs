@@ -5,6 +5,7 @@
 mod cluster;
 mod daemon;
 mod demo;
+mod dns;
 mod kubeconfig;
 mod node_exec;
 mod paths;
@@ -82,6 +83,8 @@ enum Command {
     },
     /// The node agent (the kubelet, CNI runtime and node dataplane).
     Agent(podnet_agent::AgentArgs),
+    /// The cluster DNS server (Kubernetes DNS spec 1.1.0, forwarding the rest).
+    Dns(dns::DnsArgs),
     /// The image store.
     Image {
         #[command(subcommand)]
@@ -184,6 +187,10 @@ fn main() -> Result<()> {
                 .build()?;
             runtime.block_on(podnet_agent::run(args))?;
             Ok(())
+        }
+        Command::Dns(args) => {
+            init_logging();
+            dns::run(args)
         }
         Command::Image { command } => image(command),
         Command::Shim { args } => {
