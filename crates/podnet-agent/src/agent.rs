@@ -37,6 +37,12 @@ pub struct AgentArgs {
     pub backend: String,
     #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
     pub proxy_mode: String,
+    /// The cluster's pod network (traffic from it is pod traffic to the service proxy).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The service network (ClusterIPs).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: ipnet::Ipv4Net,
     #[arg(long, default_value = "podnet", value_parser = ["podnet", "reference"])]
     pub cni: String,
     /// Directories searched for CNI plugins (default: next to this binary, /opt/cni/bin, /usr/lib/cni).
@@ -180,6 +186,33 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         backend,
         args.underlay_mtu,
     ));
+
+    match args.node_ip.parse() {
+        Ok(node_ip) => {
+            let proxy = crate::proxy::ProxyConfig {
+                netns: args.netns.clone(),
+                node_name: args.node_name.clone(),
+                node_ip,
+                cluster_cidr: args.cluster_cidr,
+                service_cidr: args.service_cidr,
+                mode: match args.proxy_mode.as_str() {
+                    "iptables" => podnet_netplan::services::ProxyMode::Iptables,
+                    _ => podnet_netplan::services::ProxyMode::Nftables,
+                },
+                healthz_port: crate::proxy::HEALTHZ_PORT,
+            };
+            let proxy_client = client.clone();
+            tokio::spawn(async move {
+                if let Err(error) = crate::proxy::run_proxy(proxy_client, proxy).await {
+                    tracing::error!("service proxy stopped: {error}");
+                }
+            });
+        }
+        Err(_) => tracing::error!(
+            node_ip = args.node_ip,
+            "no service proxy: the node IP is not IPv4"
+        ),
+    }
 
     let mut current = update_status(&nodes, &identity, true, Some(&registered)).await?;
     tracing::info!(node = args.node_name, "node is Ready");

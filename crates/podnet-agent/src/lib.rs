@@ -14,6 +14,7 @@ pub mod netpol;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod proxy;
 pub mod real;
 pub mod status;
 pub mod streaming;

@@ -3,6 +3,7 @@
 //! (overlay routes, FDB and neighbour entries, nftables rulesets) as values;
 //! appliers elsewhere make the kernel match. Nothing here does I/O.
 
-pub mod overlay;
 pub mod netpol;
 pub mod netpol_oracle;
+pub mod overlay;
+pub mod services;

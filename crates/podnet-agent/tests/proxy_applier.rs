@@ -1,0 +1,457 @@
+//! Root tests of the service proxy applier in throwaway network namespaces:
+//! batches from the planner are applied with the real nft / iptables-restore,
+//! the result is read back (`nft -j list table`, `iptables-save`), and real
+//! TCP connections go through the rules (DNAT to a listener on a dummy
+//! interface, connection refused without endpoints).
+
+use podnet_agent::proxy::{run_in_netns, ProxyApplier};
+use podnet_netplan::services::{
+    resolve_service, Protocol, ProxyContext, ProxyEndpointSlice, ProxyMode, ProxyPlanner,
+    ProxyService, ServicePortSpec, ServiceType, SliceEndpoint, SlicePort,
+};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// A named namespace removed on drop.
+struct Netns {
+    name: String,
+    path: PathBuf,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("pxt-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let netns = Netns {
+            path: PathBuf::from("/run/netns").join(&name),
+            name,
+        };
+        // A node-like namespace: eth0 (a veth) with the node IP, a veth
+        // holding "pod" addresses, loopback up.
+        for command in [
+            "link set lo up",
+            "link add eth0 type veth peer name eth0peer",
+            "addr add 172.18.0.2/16 dev eth0",
+            "link set eth0peer up",
+            "link set eth0 up",
+            "link add pods type veth peer name podspeer",
+            "addr add 10.244.1.5/32 dev pods",
+            "addr add 10.244.1.6/32 dev pods",
+            "link set podspeer up",
+            "link set pods up",
+        ] {
+            let status = Command::new("ip")
+                .args(["-n", &netns.name])
+                .args(command.split_whitespace())
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {command}");
+        }
+        netns
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let output = run_in_netns(&self.path, program, args, None).unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path.clone();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn context() -> ProxyContext {
+    ProxyContext {
+        node_name: "node1".into(),
+        node_ips: vec!["172.18.0.2".parse().unwrap()],
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        service_cidr: "10.96.0.0/12".parse().unwrap(),
+        sctp: true,
+    }
+}
+
+fn service(name: &str, ip: &str, port: u16, node_port: Option<u16>) -> ProxyService {
+    ProxyService {
+        namespace: "default".into(),
+        name: name.into(),
+        labels: BTreeMap::new(),
+        service_type: if node_port.is_some() {
+            ServiceType::NodePort
+        } else {
+            ServiceType::ClusterIp
+        },
+        cluster_ip: Some(ip.parse().unwrap()),
+        ports: vec![ServicePortSpec {
+            name: "http".into(),
+            protocol: Protocol::Tcp,
+            port,
+            node_port,
+        }],
+        external_ips: vec!["203.0.113.7".parse().unwrap()],
+        load_balancer_ips: Vec::new(),
+        affinity_timeout_seconds: None,
+        internal_traffic_local: false,
+        external_traffic_local: false,
+    }
+}
+
+fn slice(name: &str, ips: &[&str]) -> ProxyEndpointSlice {
+    ProxyEndpointSlice {
+        namespace: "default".into(),
+        name: format!("{name}-1"),
+        service_name: name.into(),
+        ports: vec![SlicePort {
+            name: "http".into(),
+            protocol: Protocol::Tcp,
+            port: 8080,
+        }],
+        endpoints: ips
+            .iter()
+            .map(|ip| SliceEndpoint {
+                addresses: vec![ip.parse().unwrap()],
+                ready: true,
+                serving: true,
+                terminating: false,
+                node_name: Some("node1".into()),
+            })
+            .collect(),
+    }
+}
+
+fn set(planner: &mut ProxyPlanner, service: &ProxyService, slices: &[ProxyEndpointSlice]) {
+    let refs: Vec<&ProxyEndpointSlice> = slices.iter().collect();
+    let ports = resolve_service(&context(), service, &refs);
+    planner.set_service(&service.namespace, &service.name, Some(ports));
+}
+
+fn apply(applier: &ProxyApplier, planner: &mut ProxyPlanner) -> bool {
+    let existing = applier.existing_chains().unwrap();
+    let batch = planner.plan(&existing);
+    if let Err(error) = applier.apply(&batch) {
+        panic!("{error}\nscript:\n{}", batch.script);
+    }
+    batch.full
+}
+
+/// Connects from inside the namespace; Ok(what the server said) or the error kind.
+fn connect(netns: &Netns, address: &str) -> Result<String, std::io::ErrorKind> {
+    let address: SocketAddr = address.parse().unwrap();
+    netns.inside(move || {
+        use std::io::Read;
+        let mut stream =
+            TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(|e| e.kind())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).map_err(|e| e.kind())?;
+        Ok(text)
+    })
+}
+
+/// A listener on ip:8080 in the namespace answering its own address.
+fn serve(netns: &Netns, ip: &'static str) {
+    let listener = netns.inside(move || {
+        std::net::TcpListener::bind(SocketAddr::from((ip.parse::<Ipv4Addr>().unwrap(), 8080)))
+            .unwrap()
+    });
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.write_all(ip.as_bytes());
+        }
+    });
+}
+
+fn nft_json(netns: &Netns) -> serde_json::Value {
+    serde_json::from_str(&netns.run("nft", &["-j", "list", "table", "ip", "podnet-proxy"])).unwrap()
+}
+
+fn chain_names(json: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = json["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.get("chain"))
+        .map(|chain| chain["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn map_elements(json: &serde_json::Value, map: &str) -> usize {
+    json["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item.get("map"))
+        .find(|m| m["name"] == map)
+        .and_then(|m| m["elem"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn nftables_applier_programs_dnat_reject_and_updates_incrementally() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let netns = Netns::new("nft");
+    serve(&netns, "10.244.1.5");
+    serve(&netns, "10.244.1.6");
+    let applier = ProxyApplier {
+        netns: netns.path.clone(),
+        mode: ProxyMode::Nftables,
+    };
+    applier
+        .prepare_node(
+            "172.18.0.2".parse().unwrap(),
+            "10.96.0.0/12".parse().unwrap(),
+        )
+        .unwrap();
+    let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
+    let web = service("web", "10.96.0.20", 80, Some(30080));
+    set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
+    let empty = service("empty", "10.96.0.21", 80, None);
+    set(&mut planner, &empty, &[]);
+    assert!(apply(&applier, &mut planner), "first batch is full");
+
+    let json = nft_json(&netns);
+    assert!(chain_names(&json)
+        .iter()
+        .any(|c| c.starts_with("service-") && c.ends_with("default/web/tcp/http")));
+    assert_eq!(
+        map_elements(&json, "service-ips"),
+        2,
+        "cluster IP and external IP"
+    );
+    assert_eq!(map_elements(&json, "no-endpoint-services"), 2);
+
+    assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.5".into()));
+    assert_eq!(connect(&netns, "172.18.0.2:30080"), Ok("10.244.1.5".into()));
+    assert_eq!(
+        connect(&netns, "10.96.0.21:80"),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "no endpoints: refused"
+    );
+    assert_eq!(
+        connect(&netns, "10.96.0.20:81"),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "unused port of a ClusterIP: refused"
+    );
+
+    // Endpoint moves: incremental, only that service's chains.
+    set(&mut planner, &web, &[slice("web", &["10.244.1.6"])]);
+    let batch = planner.plan(&[]);
+    assert!(!batch.full);
+    assert!(!batch.script.contains("empty"), "{}", batch.script);
+    applier.apply(&batch).unwrap();
+    assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.6".into()));
+
+    // The empty service gets an endpoint: moves from the reject map.
+    set(&mut planner, &empty, &[slice("empty", &["10.244.1.5"])]);
+    assert!(!apply(&applier, &mut planner));
+    assert_eq!(connect(&netns, "10.96.0.21:80"), Ok("10.244.1.5".into()));
+    let json = nft_json(&netns);
+    assert_eq!(map_elements(&json, "no-endpoint-services"), 0);
+
+    // Removing a service removes its chains.
+    planner.set_service("default", "web", None);
+    assert!(!apply(&applier, &mut planner));
+    let json = nft_json(&netns);
+    assert!(
+        !chain_names(&json)
+            .iter()
+            .any(|c| c.contains("default/web/")),
+        "{:?}",
+        chain_names(&json)
+    );
+    assert!(
+        connect(&netns, "10.96.0.20:80").is_err(),
+        "an unallocated ClusterIP is dropped"
+    );
+
+    // A fresh planner (agent restart) replaces whatever is there.
+    let mut restarted = ProxyPlanner::new(ProxyMode::Nftables, context());
+    set(
+        &mut restarted,
+        &web,
+        &[slice("web", &["10.244.1.5", "10.244.1.6"])],
+    );
+    assert!(apply(&applier, &mut restarted));
+    let json = nft_json(&netns);
+    assert!(!chain_names(&json)
+        .iter()
+        .any(|c| c.contains("default/empty/")));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(connect(&netns, "10.96.0.20:80").unwrap());
+    }
+    assert_eq!(seen.len(), 2, "both endpoints are chosen: {seen:?}");
+}
+
+#[test]
+fn nftables_session_affinity_sticks_to_one_endpoint() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let netns = Netns::new("aff");
+    serve(&netns, "10.244.1.5");
+    serve(&netns, "10.244.1.6");
+    let applier = ProxyApplier {
+        netns: netns.path.clone(),
+        mode: ProxyMode::Nftables,
+    };
+    applier
+        .prepare_node(
+            "172.18.0.2".parse().unwrap(),
+            "10.96.0.0/12".parse().unwrap(),
+        )
+        .unwrap();
+    let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
+    let mut web = service("web", "10.96.0.20", 80, None);
+    web.affinity_timeout_seconds = Some(60);
+    set(
+        &mut planner,
+        &web,
+        &[slice("web", &["10.244.1.5", "10.244.1.6"])],
+    );
+    apply(&applier, &mut planner);
+    let first = connect(&netns, "10.96.0.20:80").unwrap();
+    for _ in 0..15 {
+        assert_eq!(connect(&netns, "10.96.0.20:80").unwrap(), first);
+    }
+    web.affinity_timeout_seconds = None;
+    set(
+        &mut planner,
+        &web,
+        &[slice("web", &["10.244.1.5", "10.244.1.6"])],
+    );
+    apply(&applier, &mut planner);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(connect(&netns, "10.96.0.20:80").unwrap());
+    }
+    assert_eq!(seen.len(), 2, "affinity off spreads again: {seen:?}");
+}
+
+#[test]
+fn iptables_applier_uses_kube_proxy_chains_and_removes_strays() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let netns = Netns::new("ipt");
+    serve(&netns, "10.244.1.5");
+    serve(&netns, "10.244.1.6");
+    let applier = ProxyApplier {
+        netns: netns.path.clone(),
+        mode: ProxyMode::Iptables,
+    };
+    applier
+        .prepare_node(
+            "172.18.0.2".parse().unwrap(),
+            "10.96.0.0/12".parse().unwrap(),
+        )
+        .unwrap();
+    // A stray chain of a previous run.
+    netns.run(
+        "iptables",
+        &["-t", "nat", "-N", "KUBE-SVC-STALESTALESTALE1"],
+    );
+    let mut planner = ProxyPlanner::new(ProxyMode::Iptables, context());
+    let mut web = service("web", "10.96.0.20", 80, Some(30080));
+    web.affinity_timeout_seconds = Some(60);
+    set(
+        &mut planner,
+        &web,
+        &[slice("web", &["10.244.1.5", "10.244.1.6"])],
+    );
+    let empty = service("empty", "10.96.0.21", 80, None);
+    set(&mut planner, &empty, &[]);
+    assert!(apply(&applier, &mut planner));
+    let listing = netns.run("iptables", &["-t", "nat", "-L", "-n"]);
+    for chain in [
+        "KUBE-SERVICES",
+        "KUBE-POSTROUTING",
+        "KUBE-NODEPORTS",
+        "KUBE-MARK-MASQ",
+        "KUBE-SVC-",
+        "KUBE-SEP-",
+        "KUBE-EXT-",
+    ] {
+        assert!(listing.contains(chain), "{chain} missing:\n{listing}");
+    }
+    assert!(!listing.contains("STALESTALE"), "{listing}");
+    let first = connect(&netns, "10.96.0.20:80").unwrap();
+    for _ in 0..15 {
+        assert_eq!(connect(&netns, "10.96.0.20:80").unwrap(), first, "affinity");
+    }
+    assert_eq!(
+        connect(&netns, "172.18.0.2:30080").unwrap(),
+        first,
+        "nodeport, same client"
+    );
+    assert_eq!(
+        connect(&netns, "10.96.0.21:80"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    // Incremental: the endpoint change touches only that service.
+    web.affinity_timeout_seconds = None;
+    set(&mut planner, &web, &[slice("web", &["10.244.1.6"])]);
+    let batch = planner.plan(&[]);
+    assert!(
+        !batch.full && !batch.script.contains("empty"),
+        "{}",
+        batch.script
+    );
+    applier.apply(&batch).unwrap();
+    assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.6".into()));
+    // Re-applying a full batch keeps one jump per built-in chain.
+    let mut restarted = ProxyPlanner::new(ProxyMode::Iptables, context());
+    set(&mut restarted, &web, &[slice("web", &["10.244.1.6"])]);
+    assert!(apply(&applier, &mut restarted));
+    let prerouting = netns.run("iptables", &["-t", "nat", "-S", "PREROUTING"]);
+    assert_eq!(
+        prerouting.matches("KUBE-SERVICES").count(),
+        1,
+        "{prerouting}"
+    );
+    assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.6".into()));
+    assert!(connect(&netns, "10.96.0.21:80").is_err());
+}
