@@ -201,8 +201,24 @@ fn errors_are_reported_like_upstream() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  containers:\n  - name: c\n",
     );
     let err = server.fails(&["apply", "-f", &invalid]);
-    assert!(err.contains("spec.containers[0].image"), "{err}");
-    assert!(err.contains("Required value"), "{err}");
+    assert!(
+        err.contains("The Pod \"bad\" is invalid: spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    let (code, body) = server.curl(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(&server.token()),
+        Some((
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bad"},"spec":{"containers":[{"name":"c"}]}}"#,
+        )),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(r#""field":"spec.containers[0].image""#),
+        "{body}"
+    );
 
     let unknown = write(
         &server,
@@ -211,6 +227,11 @@ fn errors_are_reported_like_upstream() {
     );
     let err = server.fails(&["apply", "-f", &unknown]);
     assert!(err.contains("unknown field \"spec\""), "{err}");
+    // Neither refused object was stored.
+    let err = server.fails(&["get", "pod", "bad"]);
+    assert!(err.contains("pods \"bad\" not found"), "{err}");
+    let err = server.fails(&["get", "configmap", "x"]);
+    assert!(err.contains("configmaps \"x\" not found"), "{err}");
 
     let token = server.token();
     let (code, body) = server.curl(
@@ -234,6 +255,13 @@ fn errors_are_reported_like_upstream() {
         body.contains("strict decoding error: unknown field \\\"extra\\\""),
         "{body}"
     );
+    let (code, _) = server.curl(
+        "GET",
+        "/api/v1/namespaces/default/configmaps/s",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 404, "a strictly refused object is not stored");
 
     // Two updates from the same resourceVersion: exactly one wins.
     server.ok(&["create", "configmap", "race", "--from-literal=a=1"]);
@@ -269,7 +297,10 @@ fn errors_are_reported_like_upstream() {
         None,
     );
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("field label not supported: spec.nosuch"), "{body}");
+    assert!(
+        body.contains("field label not supported: spec.nosuch"),
+        "{body}"
+    );
     let err = server.fails(&["get", "pods", "--field-selector", "spec.nosuch=x"]);
     assert!(err.contains("field label not supported"), "{err}");
 
