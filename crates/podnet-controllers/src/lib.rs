@@ -6,6 +6,8 @@
 //! tested without a server) plus a thin loop that watches the API and applies
 //! the decision; each is idempotent, so a restart from any state converges.
 
+pub mod endpoints;
+pub mod endpoints_controller;
 pub mod events;
 pub mod garbage_collector;
 pub mod namespace_lifecycle;
@@ -154,6 +156,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         scheduler::run_scheduler(client.clone(), config.clone()),
         namespace_lifecycle::run_namespace_lifecycle(client.clone(), config.clone()),
         garbage_collector::run_garbage_collector(client.clone(), config.clone()),
+        endpoints_controller::run_endpoint_controllers(client.clone(), config.clone()),
         node_lifecycle::run_node_lifecycle(client, config),
     )?;
     Ok(())

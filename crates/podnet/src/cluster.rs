@@ -218,6 +218,8 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         )?;
     }
     progress.done();
+        // Kept so `podnet node restart-agent` starts it again the same way.
+        fs::write(node_paths.root.join("agent.args"), serde_json::to_string(&args)?)?;
 
     progress.begin("Waiting for every node to be Ready");
     crate::readiness::wait_nodes_ready(&paths.kubeconfig(), &node_names, options.wait)?;
@@ -276,6 +278,32 @@ pub fn down(name: &str) -> Result<()> {
     down_paths(&paths)?;
     eprintln!("Cluster {name:?} removed.");
     Ok(())
+/// Stop a node's agent (SIGTERM, by its recorded PID; a dead one is fine)
+/// and start it again with the arguments `podnet up` gave it. Its pods keep
+/// running and are adopted by the new agent.
+pub fn restart_agent(cluster: &str, node: &str) -> Result<u32> {
+    let paths = ClusterPaths::new(cluster);
+    let node_paths = paths.node(node);
+    let args_file = node_paths.root.join("agent.args");
+    let args: Vec<String> = serde_json::from_str(
+        &fs::read_to_string(&args_file).with_context(|| {
+            format!(
+                "reading {}: the node was created by an older podnet; recreate the cluster",
+                args_file.display()
+            )
+        })?,
+    )
+    .with_context(|| format!("parsing {}", args_file.display()))?;
+    daemon::stop(&node_paths.agent_pid(), Duration::from_secs(5))?;
+    let binary = std::env::current_exe().context("locating the podnet binary")?;
+    daemon::spawn_detached(
+        &binary,
+        &args,
+        &node_paths.agent_log(),
+        &node_paths.agent_pid(),
+    )
+}
+
 }
 
 /// Tear down in dependency order, collecting errors and carrying on, so a

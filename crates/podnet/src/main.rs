@@ -107,6 +107,9 @@ enum NodeCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Stop a node's agent and start it again (its pods keep running and
+    /// are adopted).
+    RestartAgent { node: String },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +177,14 @@ fn main() -> Result<()> {
             let cluster_name = cluster_of_node(&node)?;
             let paths = paths::ClusterPaths::new(&cluster_name);
             node_exec::exec_on_node(&paths.node(&node), &command)
+        }
+        Command::Node {
+            command: NodeCommand::RestartAgent { node },
+        } => {
+            let cluster_name = cluster_of_node(&node)?;
+            let pid = cluster::restart_agent(&cluster_name, &node)?;
+            eprintln!("agent of node {node} restarted (pid {pid})");
+            Ok(())
         }
         Command::Server { data_dir, listen } => {
             init_logging();
