@@ -210,6 +210,8 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
             "--cni".to_string(),
             options.cni.clone(),
         ];
+        // Kept so `podnet node restart-agent` starts it again the same way.
+        fs::write(node_paths.root.join("agent.args"), serde_json::to_string(&args)?)?;
         daemon::spawn_detached(
             &binary,
             &args,
@@ -218,8 +220,6 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         )?;
     }
     progress.done();
-        // Kept so `podnet node restart-agent` starts it again the same way.
-        fs::write(node_paths.root.join("agent.args"), serde_json::to_string(&args)?)?;
 
     progress.begin("Waiting for every node to be Ready");
     crate::readiness::wait_nodes_ready(&paths.kubeconfig(), &node_names, options.wait)?;
@@ -268,16 +268,6 @@ fn wait_for_file(path: &Path, timeout: Duration, log: &Path) -> Result<()> {
     )
 }
 
-/// Remove a cluster and everything it created.
-pub fn down(name: &str) -> Result<()> {
-    validate_name(name)?;
-    let paths = ClusterPaths::new(name);
-    if !paths.root.exists() {
-        bail!("cluster {name} does not exist (see `podnet list`)");
-    }
-    down_paths(&paths)?;
-    eprintln!("Cluster {name:?} removed.");
-    Ok(())
 /// Stop a node's agent (SIGTERM, by its recorded PID; a dead one is fine)
 /// and start it again with the arguments `podnet up` gave it. Its pods keep
 /// running and are adopted by the new agent.
@@ -304,6 +294,16 @@ pub fn restart_agent(cluster: &str, node: &str) -> Result<u32> {
     )
 }
 
+/// Remove a cluster and everything it created.
+pub fn down(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let paths = ClusterPaths::new(name);
+    if !paths.root.exists() {
+        bail!("cluster {name} does not exist (see `podnet list`)");
+    }
+    down_paths(&paths)?;
+    eprintln!("Cluster {name:?} removed.");
+    Ok(())
 }
 
 /// Tear down in dependency order, collecting errors and carrying on, so a
