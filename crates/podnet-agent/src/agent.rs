@@ -139,6 +139,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         _ => CniFlavour::Podnet,
     };
     let client = client_from(&args.kubeconfig).await?;
+    // Pods' in-cluster credentials: the API server's token and CA beside the kubeconfig.
+    if let (Some(dir), Some(api_ip)) = (args.kubeconfig.parent(), args.service_cidr.hosts().next())
+    {
+        crate::service_account::configure(dir, api_ip, 443);
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     let identity = NodeIdentity {
         name: args.node_name.clone(),

@@ -16,6 +16,7 @@ pub mod node;
 pub mod pods;
 pub mod proxy;
 pub mod real;
+pub mod service_account;
 pub mod status;
 pub mod streaming;
 pub mod volumes;

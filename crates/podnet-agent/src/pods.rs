@@ -788,6 +788,7 @@ fn build_launch(
     let uid = pod_key(pod);
     let spec = pod.spec.clone().unwrap_or_default();
     let mut env: Vec<String> = image.env.clone();
+    env.extend(crate::service_account::pod_env());
     let mut env_map: HashMap<String, String> = HashMap::new();
     for variable in container.env.iter().flatten() {
         let value = variable
@@ -837,6 +838,21 @@ fn build_launch(
                 source,
                 destination: volume_mount.mount_path.clone(),
                 read_only: volume_mount.read_only.unwrap_or(false),
+            });
+        }
+    }
+    if let Some(source) = context
+        .volume_mounts
+        .get(crate::service_account::VOLUME_NAME)
+    {
+        if !mounts
+            .iter()
+            .any(|m| m.destination == crate::service_account::MOUNT_PATH)
+        {
+            mounts.push(Mount {
+                source: source.clone(),
+                destination: crate::service_account::MOUNT_PATH.into(),
+                read_only: true,
             });
         }
     }

@@ -77,6 +77,9 @@ pub fn prepare_volumes(pod: &Pod, pod_dir: &Path) -> Result<HashMap<String, Path
             paths.insert(volume.name.clone(), path);
         }
     }
+    if let Some(dir) = crate::service_account::prepare_volume(pod, pod_dir)? {
+        paths.insert(crate::service_account::VOLUME_NAME.to_string(), dir);
+    }
     Ok(paths)
 }
 

@@ -57,7 +57,7 @@ pub use logs::{
 };
 pub use offline::{
     build_offline_image, ensure_offline_image, image_config_json, parse_ldd_output,
-    plan_offline_image, write_layer, OfflineImage, PlanEntry, RootfsPlan,
+    plan_offline_image, podnet_image_reference, write_layer, OfflineImage, PlanEntry, RootfsPlan,
 };
 pub use podns::{create_pod_ipc_uts, hostname_in, remove_pod_namespaces, PinnedNamespaces};
 pub use reference::{normalize_reference, ImageReference};

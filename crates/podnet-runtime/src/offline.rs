@@ -27,6 +27,24 @@ pub enum OfflineImage {
     Nginx,
     /// `docker.io/nicolaka/netshoot`, network debugging tools.
     Netshoot,
+    /// `docker.io/podnet/podnet`: the running podnet executable (stripped)
+    /// with its shared libraries and a busybox shell; runs `podnet dns` by
+    /// default. Tag it with something that identifies the binary (see
+    /// [`podnet_image_reference`]) so a rebuilt binary gets a new image.
+    Podnet,
+}
+
+/// The reference of the podnet image for the running executable: the tag
+/// is derived from its size and modification time.
+pub fn podnet_image_reference() -> String {
+    let identity = std::env::current_exe()
+        .and_then(fs::metadata)
+        .map(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{:x}-{:x}", meta.size(), meta.mtime())
+        })
+        .unwrap_or_else(|_| "latest".to_string());
+    format!("docker.io/podnet/podnet:{identity}")
 }
 
 impl OfflineImage {
@@ -39,6 +57,7 @@ impl OfflineImage {
             "library/busybox" => Some(OfflineImage::Busybox),
             "library/nginx" => Some(OfflineImage::Nginx),
             "nicolaka/netshoot" => Some(OfflineImage::Netshoot),
+            "podnet/podnet" => Some(OfflineImage::Podnet),
             _ => None,
         }
     }
@@ -48,6 +67,7 @@ impl OfflineImage {
             OfflineImage::Busybox => "busybox",
             OfflineImage::Nginx => "nginx",
             OfflineImage::Netshoot => "nicolaka/netshoot",
+            OfflineImage::Podnet => "podnet/podnet",
         }
     }
 }
@@ -127,6 +147,13 @@ pub fn image_config_json(kind: OfflineImage, diff_id: &str) -> serde_json::Value
             "WorkingDir": "/",
             "ExposedPorts": {"80/tcp": {}},
             "StopSignal": "SIGQUIT",
+        }),
+        OfflineImage::Podnet => json!({
+            "Env": [DEFAULT_PATH],
+            "Entrypoint": ["/usr/local/bin/podnet"],
+            "Cmd": ["dns"],
+            "WorkingDir": "/",
+            "ExposedPorts": {"53/udp": {}, "53/tcp": {}},
         }),
     };
     json!({
@@ -621,8 +648,46 @@ pub fn plan_offline_image(kind: OfflineImage) -> Result<RootfsPlan> {
             add_host_shell(&mut plan, kind)?;
             add_accounts(&mut plan, &[("tcpdump", 102)]);
         }
+        OfflineImage::Podnet => {
+            let exe = std::env::current_exe().map_err(|error| RuntimeError::OfflineBuild {
+                image: kind.name().to_string(),
+                reason: format!("locating the running podnet executable: {error}"),
+            })?;
+            plan.add_directory("usr/local/bin", 0o755);
+            plan.entries.insert(
+                PathBuf::from("usr/local/bin/podnet"),
+                stripped_executable(&exe),
+            );
+            for library in shared_libraries(&exe)? {
+                plan.add_host_path(&library)?;
+            }
+            add_host_shell(&mut plan, kind)?;
+            add_accounts(&mut plan, &[]);
+        }
     }
     Ok(plan)
+}
+
+/// The executable without debug information (`strip`), or as it is when
+/// strip is not available.
+fn stripped_executable(exe: &Path) -> PlanEntry {
+    let scratch = std::env::temp_dir().join(format!("podnet-image-{}.bin", std::process::id()));
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&scratch)
+        .arg(exe)
+        .status()
+        .ok()
+        .filter(|status| status.success())
+        .and_then(|_| fs::read(&scratch).ok());
+    let _ = fs::remove_file(&scratch);
+    match stripped {
+        Some(bytes) => PlanEntry::Content { bytes, mode: 0o755 },
+        None => PlanEntry::HostFile {
+            source: exe.to_path_buf(),
+            mode: 0o755,
+        },
+    }
 }
 
 /// Adds busybox as the shell and basic tools of a host-layout image.
