@@ -167,6 +167,14 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         paths.server_dir().display().to_string(),
         "--listen".to_string(),
         format!("127.0.0.1:{api_port}"),
+        "--advertise-address".to_string(),
+        format!(
+            "{}:{}",
+            topology::UNDERLAY_GATEWAY,
+            topology::GATEWAY_API_PORT
+        ),
+        "--advertise-netns".to_string(),
+        format!("/run/netns/{}", paths.underlay_netns()),
     ];
     daemon::spawn_detached(
         &binary,
@@ -223,6 +231,8 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
 
     progress.begin("Waiting for every node to be Ready");
     crate::readiness::wait_nodes_ready(&paths.kubeconfig(), &node_names, options.wait)?;
+    let pod_cidrs = crate::readiness::node_pod_cidrs(&paths.kubeconfig())?;
+    topology::apply_underlay_pod_routes(&plan, &pod_cidrs)?;
     progress.done();
 
     if options.merge_kubeconfig {

@@ -2,6 +2,7 @@
 //! `kubeconfig`, `node exec`), the long-running parts (`server`, `agent`) and
 //! tooling (`image`, `shim`).
 
+mod api_gateway;
 mod cluster;
 mod daemon;
 mod demo;
@@ -80,6 +81,8 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        gateway: api_gateway::GatewayArgs,
     },
     /// The node agent (the kubelet, CNI runtime and node dataplane).
     Agent(podnet_agent::AgentArgs),
@@ -186,9 +189,13 @@ fn main() -> Result<()> {
             eprintln!("agent of node {node} restarted (pid {pid})");
             Ok(())
         }
-        Command::Server { data_dir, listen } => {
+        Command::Server {
+            data_dir,
+            listen,
+            gateway,
+        } => {
             init_logging();
-            server::run(data_dir, listen)
+            server::run(data_dir, listen, gateway)
         }
         Command::Agent(args) => {
             init_logging();
@@ -230,7 +237,11 @@ mod server {
     use std::path::PathBuf;
 
     /// The API server plus, once it answers, the controllers and the scheduler.
-    pub fn run(data_dir: PathBuf, listen: std::net::SocketAddr) -> Result<()> {
+    pub fn run(
+        data_dir: PathBuf,
+        listen: std::net::SocketAddr,
+        gateway: crate::api_gateway::GatewayArgs,
+    ) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -238,9 +249,27 @@ mod server {
             let server = podnet_apiserver::Server::open(podnet_apiserver::ServerConfig {
                 data_dir,
                 listen,
-                extra_sans: Vec::new(),
+                extra_sans: gateway
+                    .advertise_address
+                    .map(|address| address.ip())
+                    .into_iter()
+                    .collect(),
             })
             .context("opening the API server")?;
+            let upstream = server.local_addr();
+            let server = match gateway.advertise_address {
+                Some(address) => server.with_advertise_address(address),
+                None => server,
+            };
+            if let (Some(address), Some(netns)) =
+                (gateway.advertise_address, gateway.advertise_netns.clone())
+            {
+                tokio::spawn(async move {
+                    if let Err(error) = crate::api_gateway::run(netns, address, upstream).await {
+                        tracing::error!("{error:#}");
+                    }
+                });
+            }
             let kubeconfig = server.kubeconfig_path();
             let serving = tokio::spawn(server.serve(shutdown_signal()));
             let client = crate::readiness::client_from(&kubeconfig).await?;

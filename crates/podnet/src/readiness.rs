@@ -64,3 +64,25 @@ pub fn wait_nodes_ready(kubeconfig: &Path, names: &[String], timeout: Duration) 
         bail!("nodes were not Ready within {timeout:?} ({last_problem}); see the agent logs under the cluster's nodes/ directory")
     })
 }
+
+/// Every node's name and pod CIDR (nodes without one are left out).
+pub fn node_pod_cidrs(kubeconfig: &Path) -> Result<Vec<(String, String)>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let nodes: Api<Node> = Api::all(client_from(kubeconfig).await?);
+        let list = nodes
+            .list(&ListParams::default())
+            .await
+            .context("listing nodes for their pod CIDRs")?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|node| {
+                let cidr = node.spec.as_ref()?.pod_cidr.clone()?;
+                Some((node.metadata.name.clone()?, cidr))
+            })
+            .collect())
+    })
+}

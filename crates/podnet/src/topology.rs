@@ -28,6 +28,13 @@ pub struct TopologyPlan {
     pub nodes: Vec<NodeAttachment>,
 }
 
+/// The underlay's own address (on its bridge): where pods reach the API
+/// server (`kubernetes` Service endpoint) in a local cluster.
+pub const UNDERLAY_GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+
+/// Port of the API server's in-cluster listener on [`UNDERLAY_GATEWAY`].
+pub const GATEWAY_API_PORT: u16 = 6443;
+
 /// The underlay address of node number `index` (1-based): 172.18.0.(index+1).
 pub fn node_ip(index: usize) -> Ipv4Addr {
     let host = index as u32 + 1;
@@ -66,6 +73,9 @@ pub fn underlay_commands(plan: &TopologyPlan) -> Vec<Vec<String>> {
         ip(&format!(
             "-n {ns} link set {UNDERLAY_BRIDGE} mtu {UNDERLAY_MTU} up"
         )),
+        ip(&format!(
+            "-n {ns} addr add {UNDERLAY_GATEWAY}/{UNDERLAY_PREFIX} dev {UNDERLAY_BRIDGE}"
+        )),
     ]
 }
 
@@ -89,6 +99,39 @@ pub fn node_commands(plan: &TopologyPlan, node: &NodeAttachment) -> Vec<Vec<Stri
         ip(&format!("-n {ns} link set eth0 up")),
         ip(&format!("-n {ns} link set lo up")),
     ]
+}
+
+/// Routes in the underlay namespace to every node's pod CIDR via that node,
+/// so replies from the API server's in-cluster listener (on the underlay's
+/// own address) reach pods, which keep their source address.
+pub fn underlay_pod_routes(
+    plan: &TopologyPlan,
+    pod_cidrs: &[(String, String)],
+) -> Vec<Vec<String>> {
+    let ns = &plan.underlay_netns;
+    pod_cidrs
+        .iter()
+        .filter_map(|(node_name, cidr)| {
+            let node = plan
+                .nodes
+                .iter()
+                .find(|node| &node.node_name == node_name)?;
+            Some(ip(&format!(
+                "-n {ns} route replace {cidr} via {} dev {UNDERLAY_BRIDGE} proto 80",
+                node.ip
+            )))
+        })
+        .collect()
+}
+
+/// Apply [`underlay_pod_routes`].
+pub fn apply_underlay_pod_routes(
+    plan: &TopologyPlan,
+    pod_cidrs: &[(String, String)],
+) -> Result<()> {
+    underlay_pod_routes(plan, pod_cidrs)
+        .iter()
+        .try_for_each(|command| run(command))
 }
 
 fn run(command: &[String]) -> Result<()> {
@@ -166,6 +209,7 @@ mod tests {
             ip -n dev-underlay link set lo up
             ip -n dev-underlay link add underlay0 type bridge
             ip -n dev-underlay link set underlay0 mtu 1500 up
+            ip -n dev-underlay addr add 172.18.0.1/16 dev underlay0
             ip netns add dev-node1
             ip -n dev-underlay link add port1 mtu 1500 type veth peer name eth0 netns dev-node1
             ip -n dev-underlay link set port1 master underlay0 up
@@ -179,5 +223,19 @@ mod tests {
             ip -n dev-node2 link set eth0 up
             ip -n dev-node2 link set lo up"#]]
         .assert_eq(&lines.join("\n"));
+        let routes: Vec<String> = underlay_pod_routes(
+            &plan,
+            &[
+                ("dev-node2".into(), "10.244.1.0/24".into()),
+                ("elsewhere".into(), "10.244.9.0/24".into()),
+            ],
+        )
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+        expect![[
+            "ip -n dev-underlay route replace 10.244.1.0/24 via 172.18.0.3 dev underlay0 proto 80"
+        ]]
+        .assert_eq(&routes.join("\n"));
     }
 }
