@@ -314,22 +314,43 @@ async fn run_pod_workers(
     futures::pin_mut!(stream);
     let (trigger_tx, mut trigger_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
 
-    // Worker dispatcher: one sync task at a time per pod (the manager serialises).
+    // Worker dispatcher: one sync at a time per pod (the manager serialises)
+    // and at most one more queued: a queued sync reads the newest pod when it
+    // starts, so further triggers meanwhile add nothing.
+    manager.set_sync_trigger(trigger_tx.clone());
+    // `Store::wait_until_ready` wakes only one waiter (a oneshot underneath),
+    // so one task waits and tells the others through a watch channel.
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let ready_reader = reader.clone();
+    tokio::spawn(async move {
+        let _ = ready_reader.wait_until_ready().await;
+        let _ = ready_tx.send(true);
+    });
+    let mut dispatcher_ready = ready_rx.clone();
+    let mut resync_ready = ready_rx;
     let dispatcher_manager = manager.clone();
     let dispatcher_reader = reader.clone();
     tokio::spawn(async move {
+        // Until the first list is in, "not in the store" does not mean deleted.
+        let _ = dispatcher_ready.wait_for(|ready| *ready).await;
+        let queued = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         while let Some(uid) = trigger_rx.recv().await {
-            let pod = dispatcher_reader
-                .state()
-                .into_iter()
-                .find(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+            if !queued.lock().expect("queued syncs").insert(uid.clone()) {
+                continue;
+            }
             let manager = dispatcher_manager.clone();
+            let reader = dispatcher_reader.clone();
+            let queued = queued.clone();
             tokio::spawn(async move {
-                let result = match pod {
-                    Some(pod) => manager.sync((*pod).clone()).await,
-                    None => manager.terminate(&uid, None).await,
+                let lookup = |uid: &str| {
+                    queued.lock().expect("queued syncs").remove(uid);
+                    reader
+                        .state()
+                        .into_iter()
+                        .find(|p| p.metadata.uid.as_deref() == Some(uid))
+                        .map(|p| (*p).clone())
                 };
-                if let Err(error) = result {
+                if let Err(error) = manager.sync_latest(&uid, lookup).await {
                     tracing::warn!(pod = uid, "sync failed: {error}");
                 }
             });
@@ -341,7 +362,7 @@ async fn run_pod_workers(
     let resync_reader = reader.clone();
     let resync_trigger = trigger_tx.clone();
     tokio::spawn(async move {
-        let _ = resync_reader.wait_until_ready().await;
+        let _ = resync_ready.wait_for(|ready| *ready).await;
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
             ticker.tick().await;

@@ -117,4 +117,12 @@ pub trait ContainerBackend: Send + Sync + 'static {
     fn stop(&self, id: &str, grace: Duration, signal: Option<&str>) -> Result<(), String>;
     /// Idempotent.
     fn remove(&self, id: &str) -> Result<(), String>;
+    /// Runs a command in a running container to completion (exec probes):
+    /// exit code and output, or an error (including a timeout).
+    fn exec_sync(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>), String>;
 }

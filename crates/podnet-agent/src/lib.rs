@@ -14,6 +14,7 @@ pub mod netpol;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod proxy;
 pub mod real;
 pub mod service_account;

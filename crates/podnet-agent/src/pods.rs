@@ -9,14 +9,16 @@ use crate::backend::{
     SandboxBackend, SandboxRequest,
 };
 use crate::dns::{pod_hosts_file, pod_resolv_conf, ClusterDns, ResolvConf};
+use crate::probes::{ProbeEvent, ProbeKind, ProbePlan, ProbeSink, ProbeTarget, Prober};
 use crate::status::{pod_status, ContainerObservation, ObservedState, PodObservation, Terminated};
 use crate::AgentError;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use podnet_controllers::events::{EventSource, EventType, Recorder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// Shared state of the pod workers.
 pub struct PodManager {
@@ -31,8 +33,12 @@ pub struct PodManager {
     pub pods_api: Api<Pod>,
     /// Per-pod serialisation of syncs.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodMemory>>>>,
-    /// Readiness results by container id (written by probers).
-    pub readiness: Arc<Mutex<HashMap<String, bool>>>,
+    /// Liveness, readiness and startup probe workers and their results.
+    pub prober: Prober,
+    /// Events about pods (`kubectl describe pod`), reported as the kubelet.
+    events: Recorder,
+    /// Asks the pod workers to sync a pod (by uid) soon; set by the agent loop.
+    sync_trigger: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
     /// NetworkPolicy engine: a pod's rules are programmed before its containers start.
     pub netpol: std::sync::OnceLock<Arc<crate::netpol::NetpolEngine>>,
 }
@@ -42,10 +48,17 @@ pub struct PodManager {
 #[derive(Default)]
 pub struct PodMemory {
     last_status: Option<serde_json::Value>,
-    /// When the container (by name) may be restarted again.
-    backoff_until: HashMap<String, Instant>,
+    /// The attempt (by container name) whose exit reset the restart back-off
+    /// (it had run long enough); the back-off grows with attempts after it.
+    backoff_reset_at: HashMap<String, u32>,
+    /// The attempt (by container name) a BackOff event was last sent for.
+    backoff_announced: HashMap<String, u32>,
     image_errors: HashMap<String, String>,
 }
+
+/// A container that ran this long before exiting restarts without back-off
+/// (twice the maximum back-off, as the kubelet).
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 
 fn pod_key(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
@@ -65,6 +78,13 @@ impl PodManager {
         pods_api: Api<Pod>,
     ) -> Self {
         PodManager {
+            events: Recorder::new(
+                pods_api.clone().into_client(),
+                EventSource {
+                    component: "kubelet".to_string(),
+                    host: Some(node_name.clone()),
+                },
+            ),
             node_name,
             host_ip,
             state_dir,
@@ -75,9 +95,46 @@ impl PodManager {
             containers,
             pods_api,
             locks: Mutex::new(HashMap::new()),
-            readiness: Arc::new(Mutex::new(HashMap::new())),
+            prober: Prober::default(),
+            sync_trigger: Mutex::new(None),
             netpol: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where probe workers and other background work ask for a pod sync.
+    pub fn set_sync_trigger(&self, trigger: tokio::sync::mpsc::UnboundedSender<String>) {
+        *self.sync_trigger.lock().expect("sync trigger") = Some(trigger);
+    }
+
+    fn request_sync(&self, uid: &str) {
+        if let Some(trigger) = self.sync_trigger.lock().expect("sync trigger").as_ref() {
+            let _ = trigger.send(uid.to_string());
+        }
+    }
+
+    /// Records an Event about `pod` (or one of its containers) in the background.
+    fn event(
+        &self,
+        pod: &ObjectReference,
+        container: Option<&str>,
+        event_type: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        let mut involved = pod.clone();
+        if let Some(container) = container {
+            involved.field_path = Some(format!("spec.containers{{{container}}}"));
+        }
+        let recorder = self.events.clone();
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = recorder
+                .record(&involved, event_type, &reason, &message)
+                .await
+            {
+                tracing::debug!("recording event {reason}: {error}");
+            }
+        });
     }
 
     pub fn pods_dir(&self) -> PathBuf {
@@ -135,6 +192,31 @@ impl PodManager {
             return Ok(());
         }
         self.sync_running(&pod, &mut memory).await
+    }
+
+    /// Sync the pod with this uid as it is when its turn comes: `lookup`
+    /// gives the newest object (`None`: gone from the API, so torn down).
+    pub async fn sync_latest(
+        self: &Arc<Self>,
+        uid: &str,
+        lookup: impl FnOnce(&str) -> Option<Pod>,
+    ) -> Result<(), AgentError> {
+        let lock = self.lock_for(uid);
+        let mut memory = lock.lock().await;
+        let pod = lookup(uid);
+        tracing::debug!(pod = uid, found = pod.is_some(), "sync");
+        match pod {
+            Some(pod) if crate::mirror::is_mirror_pod(&pod) => Ok(()),
+            Some(pod) if pod.metadata.deletion_timestamp.is_none() => {
+                self.sync_running(&pod, &mut memory).await
+            }
+            pod => {
+                self.terminate(uid, pod.as_ref()).await?;
+                drop(memory);
+                self.forget(uid);
+                Ok(())
+            }
+        }
     }
 
     /// Tear down a pod that is gone from the API (or being deleted).
@@ -195,6 +277,19 @@ impl PodManager {
         if let Some(sandbox) = self.load_sandbox(uid) {
             let sandboxes = self.sandboxes.clone();
             blocking(move || sandboxes.remove(&sandbox).map_err(AgentError::Network)).await?;
+        }
+        self.prober.retain(uid, &[]);
+        // Logs go with the pod, as the kubelet removes them.
+        if let Ok(entries) = std::fs::read_dir(&self.log_dir) {
+            let suffix = format!("_{uid}");
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                    let path = entry.path();
+                    if let Err(error) = std::fs::remove_dir_all(&path) {
+                        tracing::warn!("removing pod logs {}: {error}", path.display());
+                    }
+                }
+            }
         }
         let pod_dir = self.pod_dir(uid);
         crate::volumes::remove_pod_volumes(&pod_dir)?;
@@ -401,12 +496,19 @@ impl PodManager {
                 .await;
             observation.containers.push(observed);
         }
+        let running: Vec<String> = ours
+            .iter()
+            .filter(|c| matches!(c.state, RuntimeState::Running { .. }))
+            .map(|c| c.id.clone())
+            .collect();
+        self.prober.retain(&uid, &running);
+        self.remove_old_attempts(pod, &ours).await;
         self.report(pod, &observation, memory).await
     }
 
     /// Start, restart or leave one container, and say what it looks like.
     async fn drive_container(
-        &self,
+        self: &Arc<Self>,
         container: &Container,
         latest: Option<&RuntimeContainer>,
         all: &[RuntimeContainer],
@@ -414,31 +516,7 @@ impl PodManager {
         context: &LaunchContext<'_>,
         memory: &mut PodMemory,
     ) -> ContainerObservation {
-        let restart_count = all
-            .iter()
-            .filter(|c| c.name == container.name)
-            .map(|c| c.attempt)
-            .max()
-            .unwrap_or(0) as i32;
-        let previous_exit = |before: Option<&RuntimeContainer>| -> Option<Terminated> {
-            before.and_then(|c| match &c.state {
-                RuntimeState::Exited {
-                    exit_code,
-                    reason,
-                    started_at,
-                    finished_at,
-                } => Some(Terminated {
-                    exit_code: *exit_code,
-                    signal: None,
-                    reason: reason.clone(),
-                    message: None,
-                    started_at: *started_at,
-                    finished_at: *finished_at,
-                    container_id: Some(format!("podnet://{}", c.id)),
-                }),
-                _ => None,
-            })
-        };
+        let pod_ref = pod_reference(context.pod);
         let should_start = match latest.map(|c| &c.state) {
             None => true,
             Some(RuntimeState::Running { .. }) | Some(RuntimeState::Created) => false,
@@ -453,48 +531,77 @@ impl PodManager {
             None => waiting(container, "ContainerCreating", None),
         };
         if !should_start {
-            if let ObservedState::Running { .. } = observed.state {
-                let ready_probe = container.readiness_probe.is_some();
-                let id = latest.map(|c| c.id.clone()).unwrap_or_default();
-                observed.ready = if ready_probe {
-                    self.readiness
-                        .lock()
-                        .expect("readiness")
-                        .get(&id)
-                        .copied()
-                        .unwrap_or(false)
-                } else {
-                    true
-                };
+            if let (ObservedState::Running { started_at }, Some(current)) =
+                (&observed.state, latest)
+            {
+                let (started, ready) = self.drive_probes(container, current, *started_at, context);
+                observed.started = started;
+                observed.ready = ready;
             }
             return observed;
         }
         let attempt = latest.map(|c| c.attempt + 1).unwrap_or(0);
-        if latest.is_some() {
-            // A restart: honour the back-off.
-            let until = *memory
-                .backoff_until
-                .entry(container.name.clone())
-                .or_insert_with(|| {
-                    Instant::now() + crate::status::restart_backoff(restart_count.saturating_sub(1))
-                });
-            if Instant::now() < until {
-                return ContainerObservation {
-                    state: ObservedState::Waiting {
-                        reason: "CrashLoopBackOff".into(),
-                        message: Some(format!(
-                            "back-off {}s restarting failed container={} pod={}",
-                            crate::status::restart_backoff(restart_count.saturating_sub(1))
-                                .as_secs(),
-                            container.name,
-                            context.pod.metadata.name.as_deref().unwrap_or("")
-                        )),
-                    },
-                    last_terminated: previous_exit(latest),
-                    ..observed
-                };
+        if let Some(previous) = latest {
+            // A restart: honour the back-off, counted from the exit.
+            if let RuntimeState::Exited {
+                started_at,
+                finished_at,
+                ..
+            } = &previous.state
+            {
+                if let (Some(started), Some(finished)) = (started_at, finished_at) {
+                    let ran = finished.duration_since(*started).unsigned_abs();
+                    if ran >= BACKOFF_RESET_AFTER {
+                        memory
+                            .backoff_reset_at
+                            .insert(container.name.clone(), previous.attempt);
+                    }
+                }
+                let reset_at = memory
+                    .backoff_reset_at
+                    .get(&container.name)
+                    .copied()
+                    .unwrap_or(0);
+                let delay = crate::status::restart_delay(previous.attempt.saturating_sub(reset_at));
+                let finished = finished_at.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                let elapsed = jiff::Timestamp::now()
+                    .duration_since(finished)
+                    .unsigned_abs();
+                if elapsed < delay {
+                    let pod_name = context.pod.metadata.name.as_deref().unwrap_or("");
+                    let pod_namespace = context.pod.metadata.namespace.as_deref().unwrap_or("");
+                    if memory
+                        .backoff_announced
+                        .insert(container.name.clone(), previous.attempt)
+                        != Some(previous.attempt)
+                    {
+                        self.event(
+                            &pod_ref,
+                            Some(&container.name),
+                            EventType::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {} in pod {pod_name}_{pod_namespace}({})",
+                                container.name,
+                                pod_key(context.pod)
+                            ),
+                        );
+                    }
+                    return ContainerObservation {
+                        state: ObservedState::Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: Some(format!(
+                                "back-off {}s restarting failed container={} pod={pod_name}_{pod_namespace}({})",
+                                delay.as_secs(),
+                                container.name,
+                                pod_key(context.pod)
+                            )),
+                        },
+                        last_terminated: terminated_of(previous),
+                        ..observed
+                    };
+                }
             }
-            memory.backoff_until.remove(&container.name);
         }
         let image_reference = container.image.clone().unwrap_or_default();
         let containers = self.containers.clone();
@@ -511,10 +618,22 @@ impl PodManager {
                 image
             }
             Err(error) => {
+                let message = format!("Failed to pull image \"{image_reference}\": {error}");
                 let seen_before = memory
                     .image_errors
-                    .insert(container.name.clone(), error.to_string())
+                    .insert(container.name.clone(), message.clone())
                     .is_some();
+                self.event(
+                    &pod_ref,
+                    Some(&container.name),
+                    EventType::Warning,
+                    if seen_before { "BackOff" } else { "Failed" },
+                    if seen_before {
+                        format!("Back-off pulling image \"{image_reference}\"")
+                    } else {
+                        message.clone()
+                    },
+                );
                 return ContainerObservation {
                     state: ObservedState::Waiting {
                         reason: if seen_before {
@@ -523,8 +642,13 @@ impl PodManager {
                             "ErrImagePull"
                         }
                         .into(),
-                        message: Some(error.to_string()),
+                        message: Some(if seen_before {
+                            format!("Back-off pulling image \"{image_reference}\": {error}")
+                        } else {
+                            message
+                        }),
                     },
+                    last_terminated: latest.and_then(terminated_of),
                     ..observed
                 };
             }
@@ -534,19 +658,34 @@ impl PodManager {
         match blocking(move || containers.start(&launch).map_err(AgentError::Runtime)).await {
             Ok(id) => {
                 tracing::info!(container = container.name, id, "started container");
+                self.event(
+                    &pod_ref,
+                    Some(&container.name),
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {}", container.name),
+                );
+                let has_startup = container.startup_probe.is_some();
                 ContainerObservation {
                     container_id: Some(format!("podnet://{id}")),
                     state: ObservedState::Running {
                         started_at: jiff::Timestamp::now(),
                     },
-                    last_terminated: previous_exit(latest),
+                    last_terminated: latest.and_then(terminated_of),
                     restart_count: attempt as i32,
-                    ready: container.readiness_probe.is_none(),
-                    started: container.startup_probe.is_none(),
+                    ready: container.readiness_probe.is_none() && !has_startup,
+                    started: !has_startup,
                     ..observed
                 }
             }
             Err(error) => {
+                self.event(
+                    &pod_ref,
+                    Some(&container.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {error}"),
+                );
                 observed.state = ObservedState::Waiting {
                     reason: "CreateContainerError".into(),
                     message: Some(error.to_string()),
@@ -554,6 +693,167 @@ impl PodManager {
                 observed
             }
         }
+    }
+
+    /// Keeps probe workers running for a running container and says whether
+    /// it has started (startup probe) and is ready (readiness probe).
+    fn drive_probes(
+        self: &Arc<Self>,
+        container: &Container,
+        current: &RuntimeContainer,
+        started_at: jiff::Timestamp,
+        context: &LaunchContext<'_>,
+    ) -> (bool, bool) {
+        let mut plans = Vec::new();
+        let mut kinds = Vec::new();
+        for plan in ProbePlan::all_for(container) {
+            match plan {
+                Ok(plan) => {
+                    kinds.push(plan.kind);
+                    plans.push(plan);
+                }
+                Err(message) => {
+                    tracing::warn!(container = container.name, "{message}");
+                    // A probe that cannot run never succeeds.
+                    kinds.push(if message.starts_with("Startup") {
+                        ProbeKind::Startup
+                    } else if message.starts_with("Readiness") {
+                        ProbeKind::Readiness
+                    } else {
+                        ProbeKind::Liveness
+                    });
+                }
+            }
+        }
+        if kinds.is_empty() {
+            return (true, true);
+        }
+        let results = self.prober.results(&current.id);
+        let started = !kinds.contains(&ProbeKind::Startup) || results.started == Some(true);
+        let ready =
+            started && (!kinds.contains(&ProbeKind::Readiness) || results.ready == Some(true));
+        if !plans.is_empty() {
+            let age = jiff::Timestamp::now()
+                .duration_since(started_at)
+                .unsigned_abs();
+            let target = ProbeTarget {
+                pod_uid: current.pod_uid.clone(),
+                container_id: current.id.clone(),
+                container_name: container.name.clone(),
+                pod_ip: context.sandbox.ip.clone(),
+                netns: context.sandbox.netns_path.clone(),
+                started_at: std::time::Instant::now()
+                    .checked_sub(age)
+                    .unwrap_or_else(std::time::Instant::now),
+            };
+            self.prober.ensure(
+                &target,
+                &plans,
+                self.containers.clone(),
+                self.probe_sink(context.pod),
+            );
+        }
+        (started, ready)
+    }
+
+    /// What probe workers of `pod` report goes to events, status syncs and
+    /// (liveness/startup failures) container kills.
+    fn probe_sink(self: &Arc<Self>, pod: &Pod) -> ProbeSink {
+        let manager: Weak<PodManager> = Arc::downgrade(self);
+        let pod_ref = pod_reference(pod);
+        let pod_grace = Duration::from_secs(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64,
+        );
+        Arc::new(move |uid: &str, id: &str, name: &str, event: ProbeEvent| {
+            let Some(this) = manager.upgrade() else {
+                return;
+            };
+            match event {
+                ProbeEvent::Changed => this.request_sync(uid),
+                ProbeEvent::Unhealthy { kind, message } => this.event(
+                    &pod_ref,
+                    Some(name),
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{} probe failed: {message}", kind.title()),
+                ),
+                ProbeEvent::Kill { kind, grace } => {
+                    this.event(
+                        &pod_ref,
+                        Some(name),
+                        EventType::Normal,
+                        "Killing",
+                        format!(
+                            "Container {name} failed {} probe, will be restarted",
+                            kind.title().to_lowercase()
+                        ),
+                    );
+                    let grace = grace.unwrap_or(pod_grace);
+                    let containers = this.containers.clone();
+                    let (id, uid) = (id.to_string(), uid.to_string());
+                    let manager = manager.clone();
+                    tokio::spawn(async move {
+                        let stop_id = id.clone();
+                        let stopped = tokio::task::spawn_blocking(move || {
+                            containers.stop(&stop_id, grace, None)
+                        })
+                        .await;
+                        if let Ok(Err(error)) = stopped {
+                            tracing::warn!(container = id, "killing after a failed probe: {error}");
+                        }
+                        if let Some(this) = manager.upgrade() {
+                            this.request_sync(&uid);
+                        }
+                    });
+                }
+            }
+        })
+    }
+
+    /// Removes attempts older than the previous one of each container (the
+    /// previous one stays for `lastState` and `kubectl logs --previous`), with
+    /// their log files.
+    async fn remove_old_attempts(&self, pod: &Pod, ours: &[RuntimeContainer]) {
+        let stale: Vec<RuntimeContainer> = ours
+            .iter()
+            .filter(|c| matches!(c.state, RuntimeState::Exited { .. }))
+            .filter(|c| {
+                latest_attempt(ours, &c.name).is_some_and(|latest| c.attempt + 1 < latest.attempt)
+            })
+            .cloned()
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let containers = self.containers.clone();
+        let log_dir = self.pod_log_dir(pod);
+        let _ = blocking(move || {
+            for container in stale {
+                if let Err(error) = containers.remove(&container.id) {
+                    tracing::warn!(container = container.id, "removing an old attempt: {error}");
+                    continue;
+                }
+                let log = log_dir
+                    .join(&container.name)
+                    .join(format!("{}.log", container.attempt));
+                let _ = std::fs::remove_file(log);
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    fn pod_log_dir(&self, pod: &Pod) -> PathBuf {
+        self.log_dir.join(format!(
+            "{}_{}_{}",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            pod_key(pod)
+        ))
     }
 
     async fn report(
@@ -627,6 +927,40 @@ fn write_if_changed(path: &Path, content: &str) -> Result<(), AgentError> {
         return Ok(());
     }
     std::fs::write(path, content).map_err(|e| AgentError::io(path, e))
+}
+
+/// An ObjectReference to a pod, for events.
+fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Pod".to_string()),
+        namespace: pod.metadata.namespace.clone(),
+        name: pod.metadata.name.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path: None,
+    }
+}
+
+/// How an exited attempt ended (`lastState.terminated`).
+fn terminated_of(container: &RuntimeContainer) -> Option<Terminated> {
+    match &container.state {
+        RuntimeState::Exited {
+            exit_code,
+            reason,
+            started_at,
+            finished_at,
+        } => Some(Terminated {
+            exit_code: *exit_code,
+            signal: None,
+            reason: reason.clone(),
+            message: None,
+            started_at: *started_at,
+            finished_at: *finished_at,
+            container_id: Some(format!("podnet://{}", container.id)),
+        }),
+        _ => None,
+    }
 }
 
 fn latest_attempt<'a>(all: &'a [RuntimeContainer], name: &str) -> Option<&'a RuntimeContainer> {

@@ -303,4 +303,15 @@ impl ContainerBackend for RuntimeContainers {
     fn remove(&self, id: &str) -> Result<(), String> {
         self.runtime.remove(id).map_err(|e| e.to_string())
     }
+
+    fn exec_sync(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>), String> {
+        self.runtime
+            .exec_sync(id, command, timeout)
+            .map_err(|e| e.to_string())
+    }
 }

@@ -320,6 +320,16 @@ pub fn restart_backoff(restart_count: i32) -> std::time::Duration {
     std::time::Duration::from_secs(seconds.min(300))
 }
 
+/// How long after an exit the next restart waits: immediately after the
+/// first exit of a streak, then 10 s doubling to 5 minutes. `streak` counts
+/// the restarts since the back-off was last reset.
+pub fn restart_delay(streak: u32) -> std::time::Duration {
+    match streak {
+        0 => std::time::Duration::ZERO,
+        n => restart_backoff(n as i32 - 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,5 +475,7 @@ mod tests {
         assert_eq!(restart_backoff(1).as_secs(), 20);
         assert_eq!(restart_backoff(4).as_secs(), 160);
         assert_eq!(restart_backoff(9).as_secs(), 300);
+        let delays: Vec<u64> = (0..9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300, 300]);
     }
 }

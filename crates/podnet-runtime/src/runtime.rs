@@ -441,10 +441,13 @@ impl Runtime {
         let state = match (&started, &exited) {
             (_, Some(_)) => ContainerState::Exited,
             (None, None) => ContainerState::Created,
+            // The shim waits for the container's process and records its
+            // exit, so a live shim means a running container (or one whose
+            // exit is recorded in a moment). Checking it reads /proc only;
+            // asking runc costs a process per container per call.
+            (Some(_), None) if self.shim_alive(id) => ContainerState::Running,
             (Some(_), None) => match self.runc_status(id).as_deref() {
                 Some("running") | Some("paused") => ContainerState::Running,
-                // The shim records the exit in a moment unless it is gone.
-                _ if self.shim_alive(id) => ContainerState::Running,
                 _ => ContainerState::Unknown,
             },
         };
@@ -687,6 +690,102 @@ impl Runtime {
                 child,
                 pty_master: None,
             })
+        }
+    }
+
+    /// Runs a command in a running container to completion (exec probes):
+    /// its exit code and combined output (capped at 10 KiB), or an error when
+    /// it cannot be started or outlives `timeout` (it is killed then).
+    /// Blocking.
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>)> {
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.status(id)?;
+        if status.state != ContainerState::Running {
+            return Err(RuntimeError::Command {
+                command: format!("runc exec {id}"),
+                reason: format!("container {id} is not running"),
+            });
+        }
+        if command.is_empty() {
+            return Err(RuntimeError::Command {
+                command: format!("runc exec {id}"),
+                reason: "no command given".to_string(),
+            });
+        }
+        let (mut reader, writer) = std::io::pipe().map_err(io_error("create pipe", "runc exec"))?;
+        let writer_copy = writer
+            .try_clone()
+            .map_err(io_error("duplicate pipe", "runc exec"))?;
+        let mut child = self
+            .runc()
+            .arg("exec")
+            .arg(id)
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(writer_copy)
+            .spawn()
+            .map_err(|error| RuntimeError::Command {
+                command: format!("runc exec {id}"),
+                reason: error.to_string(),
+            })?;
+        // The child holds the only write ends now: the reader sees EOF when it exits.
+        let collector = std::thread::spawn(move || {
+            let mut output = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                if output.len() < 10 * 1024 {
+                    output.extend_from_slice(&buffer[..n]);
+                }
+            }
+            output
+        });
+        let deadline = Instant::now() + timeout;
+        let exit = loop {
+            match child.try_wait() {
+                Ok(Some(exit)) => break Some(exit),
+                Ok(None) if Instant::now() >= deadline => break None,
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(error) => {
+                    return Err(RuntimeError::Command {
+                        command: format!("runc exec {id}"),
+                        reason: error.to_string(),
+                    })
+                }
+            }
+        };
+        match exit {
+            Some(exit) => {
+                let output = collector.join().unwrap_or_default();
+                let code = exit
+                    .code()
+                    .unwrap_or_else(|| 128 + exit.signal().unwrap_or(0));
+                Ok((code, output))
+            }
+            None => {
+                // runc forwards the signals it can catch to the process it
+                // started; SIGKILL then ends runc itself.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(RuntimeError::Command {
+                    command: format!("runc exec {id} {}", command.join(" ")),
+                    reason: format!("timed out after {}s", timeout.as_secs_f64()),
+                })
+            }
         }
     }
 

@@ -7,6 +7,7 @@ mod cluster;
 mod daemon;
 mod demo;
 mod dns;
+mod dns_addon;
 mod kubeconfig;
 mod node_exec;
 mod paths;
@@ -52,6 +53,10 @@ enum Command {
         /// Do not merge a context into the user's kubeconfig.
         #[arg(long)]
         no_kubeconfig: bool,
+        /// Upstream resolvers (IP or IP:PORT) for the cluster DNS pods;
+        /// default: the nodes' resolv.conf.
+        #[arg(long = "dns-upstream")]
+        dns_upstreams: Vec<String>,
     },
     /// Remove a local cluster and everything it created.
     Down {
@@ -161,6 +166,7 @@ fn main() -> Result<()> {
             cni,
             wait,
             no_kubeconfig,
+            dns_upstreams,
         } => cluster::up(&cluster::UpOptions {
             name,
             nodes,
@@ -169,6 +175,7 @@ fn main() -> Result<()> {
             cni,
             wait,
             merge_kubeconfig: !no_kubeconfig,
+            dns_upstreams,
         }),
         Command::Down { name } => cluster::down(&name),
         Command::List => cluster::list(),

@@ -191,3 +191,54 @@ pub fn netns_list() -> Vec<String> {
 pub fn pod_ip(cluster: &Cluster, pod: &str) -> String {
     cluster.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
 }
+
+impl Cluster {
+    /// The node's own directory tree (run/netns, var/lib/cni, var/lib/podnet, ...).
+    pub fn node_root(&self, node: &str) -> PathBuf {
+        self.root.path().join(&self.name).join("nodes").join(node)
+    }
+
+    /// The PID of a node's agent, from the cluster state.
+    pub fn agent_pid(&self, node: &str) -> i32 {
+        std::fs::read_to_string(self.node_root(node).join("agent.pid"))
+            .expect("agent.pid")
+            .trim()
+            .parse()
+            .expect("agent pid")
+    }
+
+    /// `podnet node restart-agent NODE`.
+    pub fn restart_agent(&self, node: &str) -> Output {
+        Command::new(podnet_binary())
+            .env("PODNET_ROOT", self.root.path())
+            .args(["node", "restart-agent", node])
+            .output()
+            .expect("podnet node restart-agent")
+    }
+
+    /// `kubectl get pod NAME -o jsonpath=EXPR`, empty when it fails.
+    pub fn pod_field(&self, pod: &str, expression: &str) -> String {
+        let output = self.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={expression}")]);
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// Waits until the pod's phase is `phase`.
+    pub fn wait_phase(&self, pod: &str, phase: &str, timeout: Duration) {
+        self.wait_for(&format!("pod {pod} {phase}"), timeout, || {
+            self.pod_field(pod, "{.status.phase}") == phase
+        });
+    }
+
+    /// The name of the node's node-exec'd `ip netns` entries (pod sandboxes).
+    pub fn node_sandboxes(&self, node: &str) -> Vec<String> {
+        std::fs::read_dir(self.node_root(node).join("run/netns"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.starts_with("cni-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
