@@ -38,6 +38,10 @@ pub async fn serve(
                 let request = String::from_utf8_lossy(&buffer[..length]);
                 let path = request.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body) = match path {
+                    "/ready" if handler.draining.load(Ordering::Relaxed) => (
+                        "503 Service Unavailable",
+                        "shutting down".to_string(),
+                    ),
                     "/ready" if handler.snapshot.load().synced => ("200 OK", "OK".to_string()),
                     "/ready" => (
                         "503 Service Unavailable",

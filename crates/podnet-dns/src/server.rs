@@ -26,6 +26,8 @@ pub struct Handler {
     pub forwarder: Arc<Forwarder>,
     /// Queries answered (any transport, any outcome).
     pub queries: AtomicU64,
+    /// Shutting down: still answering, but /ready says no (lameduck).
+    pub draining: AtomicBool,
 }
 
 /// The result of the synchronous part of handling one query.
@@ -42,6 +44,7 @@ impl Handler {
             snapshot,
             forwarder,
             queries: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
         }
     }
 

@@ -38,6 +38,7 @@ pub struct UpOptions {
     pub cni: String,
     pub wait: Duration,
     pub merge_kubeconfig: bool,
+    pub dns_upstreams: Vec<String>,
 }
 
 impl ClusterState {
@@ -233,6 +234,14 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
     crate::readiness::wait_nodes_ready(&paths.kubeconfig(), &node_names, options.wait)?;
     let pod_cidrs = crate::readiness::node_pod_cidrs(&paths.kubeconfig())?;
     topology::apply_underlay_pod_routes(&plan, &pod_cidrs)?;
+    progress.done();
+
+    progress.begin("Installing cluster DNS (kube-system/coredns, kube-dns at 10.96.0.10)");
+    crate::dns_addon::install(
+        &paths.kubeconfig(),
+        &podnet_runtime::podnet_image_reference(),
+        &options.dns_upstreams,
+    )?;
     progress.done();
 
     if options.merge_kubeconfig {

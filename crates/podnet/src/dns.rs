@@ -39,6 +39,10 @@ pub struct DnsArgs {
     /// HTTP probe endpoint (/ready, /health, /metrics).
     #[arg(long)]
     health_listen: Option<SocketAddr>,
+    /// After SIGTERM keep answering this long (milliseconds) while /ready
+    /// reports not ready, so clients move to other replicas first.
+    #[arg(long, default_value_t = 5000)]
+    lameduck_ms: u64,
 }
 
 pub fn run(args: DnsArgs) -> Result<()> {
@@ -88,6 +92,12 @@ pub fn run(args: DnsArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             _ = watch => {}
         }
+        server
+            .handler
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(lameduck_ms = args.lameduck_ms, "stopping: lameduck");
+        tokio::time::sleep(Duration::from_millis(args.lameduck_ms)).await;
         Ok(())
     })
 }
