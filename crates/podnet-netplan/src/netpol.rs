@@ -669,11 +669,13 @@ pub fn egress_chain(ip: Ipv4Addr) -> String {
 pub fn plan_netpol(input: &NetpolInput) -> NetpolRuleset {
     let index = Index::new(input);
     let mut ruleset = NetpolRuleset::default();
-    let local_pods: Vec<&PodInfo> = input
-        .pods
-        .iter()
-        .filter(|p| p.local && p.ip.is_some())
-        .collect();
+    let mut local_pods: BTreeMap<&str, Vec<&PodInfo>> = BTreeMap::new();
+    for pod in input.pods.iter().filter(|p| p.local && p.ip.is_some()) {
+        local_pods
+            .entry(pod.namespace.as_str())
+            .or_default()
+            .push(pod);
+    }
     // Rules of every local pod, per direction, in policy order.
     let mut ingress_rules: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
     let mut egress_rules: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
@@ -681,11 +683,11 @@ pub fn plan_netpol(input: &NetpolInput) -> NetpolRuleset {
     policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     for policy in policies {
         let selected: Vec<&PodInfo> = local_pods
-            .iter()
+            .get(policy.namespace.as_str())
+            .into_iter()
+            .flatten()
             .copied()
-            .filter(|pod| {
-                pod.namespace == policy.namespace && policy.pod_selector.matches(&pod.labels)
-            })
+            .filter(|pod| policy.pod_selector.matches(&pod.labels))
             .collect();
         if selected.is_empty() {
             continue;
@@ -860,14 +862,8 @@ fn set_declaration(kind: SetKind) -> &'static str {
 /// The fixed skeleton: dispatch maps and the base chains.
 fn skeleton(out: &mut String) {
     let t = NETPOL_TABLE;
-    let _ = writeln!(
-        out,
-        "add map inet {t} ingress-pods {{ type ipv4_addr : verdict; }}"
-    );
-    let _ = writeln!(
-        out,
-        "add map inet {t} egress-pods {{ type ipv4_addr : verdict; }}"
-    );
+    let _ = writeln!(out, "add map inet {t} ingress-pods {{ {MAP_DECLARATION} }}");
+    let _ = writeln!(out, "add map inet {t} egress-pods {{ {MAP_DECLARATION} }}");
     let _ = writeln!(
         out,
         "add chain inet {t} forward {{ type filter hook forward priority filter + 5; policy accept; }}"
@@ -890,18 +886,30 @@ fn skeleton(out: &mut String) {
     let _ = writeln!(out, "add rule inet {t} input ip saddr vmap @egress-pods");
 }
 
-fn render_elements(out: &mut String, verb: &str, set: &str, elements: &[&String]) {
+/// Adds elements by re-declaring the set with them (`add set NAME { ...;
+/// elements = { ... } }`): nft 1.0 answers this without reading every
+/// set's elements back from the kernel, unlike `add element`/`delete element`
+/// (hundreds of milliseconds once a table holds tens of thousands).
+fn render_elements(
+    out: &mut String,
+    kind: &str,
+    set: &str,
+    declaration: &str,
+    elements: &[&String],
+) {
     // Chunks keep each netlink message comfortably small.
     for chunk in elements.chunks(1000) {
         let items: Vec<&str> = chunk.iter().map(|e| e.as_str()).collect();
         let _ = writeln!(
             out,
-            "{verb} element inet {} {set} {{ {} }}",
+            "add {kind} inet {} {set} {{ {declaration} elements = {{ {} }} }}",
             NETPOL_TABLE,
             items.join(", ")
         );
     }
 }
+
+const MAP_DECLARATION: &str = "type ipv4_addr : verdict;";
 
 fn map_element(ip: &Ipv4Addr, verdict: &str, chain: &str) -> String {
     format!("{ip} : {verdict} {chain}")
@@ -924,23 +932,27 @@ pub fn render_full(ruleset: &NetpolRuleset) -> String {
 pub fn render_update(old: &NetpolRuleset, new: &NetpolRuleset, with_skeleton: bool) -> String {
     let t = NETPOL_TABLE;
     let mut out = String::new();
-    // 1. Sets: new ones, then element changes (removals first: intervals may be re-cut).
+    // 1. Sets: new ones; changed ones get their additions, or, when
+    // something was removed, are flushed and refilled (same transaction, so
+    // packets never see a partial set).
     for (name, set) in &new.sets {
+        let declaration = set_declaration(set.kind);
         match old.sets.get(name) {
             None => {
-                let _ = writeln!(
-                    out,
-                    "add set inet {t} {name} {{ {} }}",
-                    set_declaration(set.kind)
-                );
+                if set.elements.is_empty() {
+                    let _ = writeln!(out, "add set inet {t} {name} {{ {declaration} }}");
+                }
                 let elements: Vec<&String> = set.elements.iter().collect();
-                render_elements(&mut out, "add", name, &elements);
+                render_elements(&mut out, "set", name, declaration, &elements);
             }
-            Some(previous) => {
-                let removed: Vec<&String> = previous.elements.difference(&set.elements).collect();
+            Some(previous) if previous.elements.is_subset(&set.elements) => {
                 let added: Vec<&String> = set.elements.difference(&previous.elements).collect();
-                render_elements(&mut out, "delete", name, &removed);
-                render_elements(&mut out, "add", name, &added);
+                render_elements(&mut out, "set", name, declaration, &added);
+            }
+            Some(_) => {
+                let _ = writeln!(out, "flush set inet {t} {name}");
+                let elements: Vec<&String> = set.elements.iter().collect();
+                render_elements(&mut out, "set", name, declaration, &elements);
             }
         }
     }
@@ -972,18 +984,29 @@ pub fn render_update(old: &NetpolRuleset, new: &NetpolRuleset, with_skeleton: bo
         ("ingress-pods", "goto", &old.ingress_pods, &new.ingress_pods),
         ("egress-pods", "jump", &old.egress_pods, &new.egress_pods),
     ] {
-        let removed: Vec<String> = old_map
+        let unchanged_or_added = old_map
             .iter()
-            .filter(|(ip, chain)| new_map.get(*ip) != Some(*chain))
-            .map(|(ip, _)| ip.to_string())
-            .collect();
-        let added: Vec<String> = new_map
-            .iter()
-            .filter(|(ip, chain)| old_map.get(*ip) != Some(*chain))
-            .map(|(ip, chain)| map_element(ip, verdict, chain))
-            .collect();
-        render_elements(&mut out, "delete", map, &removed.iter().collect::<Vec<_>>());
-        render_elements(&mut out, "add", map, &added.iter().collect::<Vec<_>>());
+            .all(|(ip, chain)| new_map.get(ip) == Some(chain));
+        let elements: Vec<String> = if unchanged_or_added {
+            new_map
+                .iter()
+                .filter(|(ip, _)| !old_map.contains_key(*ip))
+                .map(|(ip, chain)| map_element(ip, verdict, chain))
+                .collect()
+        } else {
+            let _ = writeln!(out, "flush map inet {t} {map}");
+            new_map
+                .iter()
+                .map(|(ip, chain)| map_element(ip, verdict, chain))
+                .collect()
+        };
+        render_elements(
+            &mut out,
+            "map",
+            map,
+            MAP_DECLARATION,
+            &elements.iter().collect::<Vec<_>>(),
+        );
     }
     // 4. What is gone: chains (no longer referenced), then sets.
     for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
@@ -1056,7 +1079,7 @@ mod tests {
                 add rule inet podnet-netpol ing_10.244.0.2 drop
                 add rule inet podnet-netpol ing_10.244.0.3 ct state invalid drop
                 add rule inet podnet-netpol ing_10.244.0.3 drop
-                add element inet podnet-netpol ingress-pods { 10.244.0.2 : goto ing_10.244.0.2, 10.244.0.3 : goto ing_10.244.0.3 }
+                add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2, 10.244.0.3 : goto ing_10.244.0.3 } }
             "#]],
         );
     }
@@ -1074,13 +1097,12 @@ mod tests {
                 ]}),
             )],
             expect![[r#"
-                add set inet podnet-netpol ing_x_web_0 { type ipv4_addr; flags interval; }
-                add element inet podnet-netpol ing_x_web_0 { 10.244.0.128-10.244.0.255, 10.244.1.3-10.244.1.4, 10.244.2.0-10.244.255.255 }
+                add set inet podnet-netpol ing_x_web_0 { type ipv4_addr; flags interval; elements = { 10.244.0.128-10.244.0.255, 10.244.1.3-10.244.1.4, 10.244.2.0-10.244.255.255 } }
                 add chain inet podnet-netpol ing_10.244.0.2
                 add rule inet podnet-netpol ing_10.244.0.2 ct state invalid drop
                 add rule inet podnet-netpol ing_10.244.0.2 ip saddr @ing_x_web_0 meta l4proto . th dport { tcp . 80, udp . 81-90, sctp . 0-65535 } accept
                 add rule inet podnet-netpol ing_10.244.0.2 drop
-                add element inet podnet-netpol ingress-pods { 10.244.0.2 : goto ing_10.244.0.2 }
+                add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2 } }
             "#]],
         );
     }
@@ -1096,17 +1118,15 @@ mod tests {
                 ]}),
             )],
             expect![[r#"
-                add set inet podnet-netpol egr_x_out_0 { type ipv4_addr; flags interval; }
-                add element inet podnet-netpol egr_x_out_0 { 10.244.0.2-10.244.0.3, 10.244.1.2-10.244.1.4 }
-                add set inet podnet-netpol egr_x_out_0_named { type ipv4_addr . inet_proto . inet_service; }
-                add element inet podnet-netpol egr_x_out_0_named { 10.244.0.2 . tcp . 80, 10.244.0.3 . tcp . 8080, 10.244.1.2 . tcp . 80, 10.244.1.3 . tcp . 8080, 10.244.1.4 . tcp . 80 }
+                add set inet podnet-netpol egr_x_out_0 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3, 10.244.1.2-10.244.1.4 } }
+                add set inet podnet-netpol egr_x_out_0_named { type ipv4_addr . inet_proto . inet_service; elements = { 10.244.0.2 . tcp . 80, 10.244.0.3 . tcp . 8080, 10.244.1.2 . tcp . 80, 10.244.1.3 . tcp . 8080, 10.244.1.4 . tcp . 80 } }
                 add chain inet podnet-netpol egr_10.244.0.3
                 add rule inet podnet-netpol egr_10.244.0.3 ct state invalid drop
                 add rule inet podnet-netpol egr_10.244.0.3 ip daddr @egr_x_out_0 meta l4proto . th dport { udp . 53 } return
                 add rule inet podnet-netpol egr_10.244.0.3 ip daddr . meta l4proto . th dport @egr_x_out_0_named return
                 add rule inet podnet-netpol egr_10.244.0.3 return
                 add rule inet podnet-netpol egr_10.244.0.3 drop
-                add element inet podnet-netpol egress-pods { 10.244.0.3 : jump egr_10.244.0.3 }
+                add map inet podnet-netpol egress-pods { type ipv4_addr : verdict; elements = { 10.244.0.3 : jump egr_10.244.0.3 } }
             "#]],
         );
     }
@@ -1121,8 +1141,7 @@ mod tests {
             add table inet podnet-netpol
             delete table inet podnet-netpol
             add table inet podnet-netpol
-            add set inet podnet-netpol ing_x_deny_0 { type ipv4_addr; flags interval; }
-            add element inet podnet-netpol ing_x_deny_0 { 10.244.0.2-10.244.0.3 }
+            add set inet podnet-netpol ing_x_deny_0 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3 } }
             add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; }
             add map inet podnet-netpol egress-pods { type ipv4_addr : verdict; }
             add chain inet podnet-netpol forward { type filter hook forward priority filter + 5; policy accept; }
@@ -1136,7 +1155,7 @@ mod tests {
             add rule inet podnet-netpol ing_10.244.0.2 ct state invalid drop
             add rule inet podnet-netpol ing_10.244.0.2 ip saddr @ing_x_deny_0 accept
             add rule inet podnet-netpol ing_10.244.0.2 drop
-            add element inet podnet-netpol ingress-pods { 10.244.0.2 : goto ing_10.244.0.2 }
+            add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2 } }
         "#]]
         .assert_eq(&render_full(&ruleset));
     }
@@ -1154,7 +1173,7 @@ mod tests {
         changed.pods[1].labels.insert("pod".into(), "z".into());
         let after = plan_netpol(&changed);
         expect![[r#"
-            delete element inet podnet-netpol ing_x_allow_0 { 10.244.0.3 }
+            flush set inet podnet-netpol ing_x_allow_0
         "#]]
         .assert_eq(&render_update(&before, &after, false));
         // Deleting the allow policy: its set goes, x/a's chain is refilled.
@@ -1168,7 +1187,7 @@ mod tests {
         .assert_eq(&render_update(&before, &only_deny, false));
         // Deleting everything: map entries, chains, sets.
         expect![[r#"
-            delete element inet podnet-netpol ingress-pods { 10.244.0.2, 10.244.0.3 }
+            flush map inet podnet-netpol ingress-pods
             flush chain inet podnet-netpol ing_10.244.0.2
             delete chain inet podnet-netpol ing_10.244.0.2
             flush chain inet podnet-netpol ing_10.244.0.3

@@ -189,8 +189,8 @@ fn sandbox_netns(cluster: &Cluster, node: &str, uid: &str) -> PathBuf {
         .join("var/lib/podnet/pods")
         .join(uid)
         .join("sandbox.json");
-    let text = std::fs::read_to_string(&record)
-        .unwrap_or_else(|e| panic!("{}: {e}", record.display()));
+    let text =
+        std::fs::read_to_string(&record).unwrap_or_else(|e| panic!("{}: {e}", record.display()));
     let sandbox: Value = serde_json::from_str(&text).unwrap();
     PathBuf::from(sandbox["netns_path"].as_str().expect("netns_path"))
 }
@@ -270,7 +270,10 @@ impl Conformance {
         OracleCluster {
             namespaces: items(&self.cluster, &["get", "namespaces", "-o", "json"]),
             pods: items(&self.cluster, &["get", "pods", "-A", "-o", "json"]),
-            policies: items(&self.cluster, &["get", "networkpolicies", "-A", "-o", "json"]),
+            policies: items(
+                &self.cluster,
+                &["get", "networkpolicies", "-A", "-o", "json"],
+            ),
         }
     }
 
@@ -590,12 +593,7 @@ spec:
     ));
     fixture.check("ipBlock with except");
     // Egress with except: x/c may reach the pod network except y/a's address.
-    let ya_ip = &fixture
-        .pods
-        .iter()
-        .find(|p| p.key() == "y/a")
-        .unwrap()
-        .ip;
+    let ya_ip = &fixture.pods.iter().find(|p| p.key() == "y/a").unwrap().ip;
     fixture.apply(&format!(
         r#"
 apiVersion: networking.k8s.io/v1
@@ -682,17 +680,32 @@ fn policy_deletion_restores_traffic() {
     fixture.check("deny all ingress in x");
     let from = fixture.pods.iter().find(|p| p.key() == "y/b").unwrap();
     let to = fixture.pods.iter().find(|p| p.key() == "x/a").unwrap();
-    assert!(!probe(&from.netns, &to.ip, 80, OracleProtocol::Tcp, Duration::from_millis(300)));
+    assert!(!probe(
+        &from.netns,
+        &to.ip,
+        80,
+        OracleProtocol::Tcp,
+        Duration::from_millis(300)
+    ));
     let started = Instant::now();
     fixture
         .cluster
         .kubectl_ok(&["delete", "networkpolicy", "-n", "x", "deny-all-ingress"]);
     let deleted = started.elapsed();
     let restored = loop {
-        if probe(&from.netns, &to.ip, 80, OracleProtocol::Tcp, Duration::from_millis(50)) {
+        if probe(
+            &from.netns,
+            &to.ip,
+            80,
+            OracleProtocol::Tcp,
+            Duration::from_millis(50),
+        ) {
             break started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "traffic not restored in 10 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "traffic not restored in 10 s"
+        );
     };
     eprintln!(
         "policy deletion: kubectl delete returned after {} ms, traffic restored {} ms after the delete started",
@@ -700,4 +713,302 @@ fn policy_deletion_restores_traffic() {
         restored.as_millis()
     );
     fixture.check("policy deleted");
+}
+
+/// The documentation's example: only frontend reaches backend on TCP 8080;
+/// the backend itself still reaches out (the policy is ingress-only).
+#[test]
+fn allow_frontend_to_backend_example() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::up("npfe", 2, &[]);
+    let node1 = format!("{}-node1", cluster.name);
+    let node2 = format!("{}-node2", cluster.name);
+    let server = |name: &str, node: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo hello-from-{name} > /www/index.html && httpd -f -p 8080 -h /www"]
+    ports: [{{containerPort: 8080}}]
+---
+"#
+        )
+    };
+    let manifest =
+        server("backend", &node1) + &server("frontend", &node2) + &server("other", &node1);
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    cluster.wait_for("3 pods Running", Duration::from_secs(120), || {
+        cluster
+            .kubectl_ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"])
+            .split_whitespace()
+            .filter(|p| *p == "Running")
+            .count()
+            == 3
+    });
+    let backend = pod_ip(&cluster, "backend");
+    let other = pod_ip(&cluster, "other");
+    let fetch = |from: &str, ip: &str| -> bool {
+        let output = cluster.kubectl(&[
+            "exec",
+            from,
+            "--",
+            "timeout",
+            "3",
+            "wget",
+            "-qO-",
+            &format!("http://{ip}:8080/"),
+        ]);
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("hello-from-")
+    };
+    assert!(
+        fetch("other", &backend),
+        "before the policy anyone reaches backend"
+    );
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-frontend-to-backend}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: frontend}}}]
+    ports: [{protocol: TCP, port: 8080}]
+"#,
+    );
+    let listed = cluster.kubectl_ok(&["get", "networkpolicy", "-A"]);
+    assert!(
+        listed.contains("allow-frontend-to-backend") && listed.contains("app=backend"),
+        "{listed}"
+    );
+    cluster.wait_for(
+        "other is cut off from backend",
+        Duration::from_secs(10),
+        || !fetch("other", &backend),
+    );
+    assert!(
+        fetch("frontend", &backend),
+        "frontend reaches backend on 8080"
+    );
+    assert!(!fetch("other", &backend), "nothing else reaches backend");
+    assert!(fetch("backend", &other), "backend still reaches out");
+    assert!(
+        fetch("other", &other) && fetch("frontend", &other),
+        "other pods are untouched"
+    );
+    // Troubleshooting flow: delete the policy, traffic returns.
+    cluster.kubectl_ok(&["delete", "networkpolicy", "allow-frontend-to-backend"]);
+    cluster.wait_for("traffic returns", Duration::from_secs(10), || {
+        fetch("other", &backend)
+    });
+}
+
+/// With a deny-all ingress policy in place, 50 new pods are probed from the
+/// moment their IP is allocated (the IPAM files on the nodes, before the API
+/// knows the IP): no probe may ever succeed.
+#[test]
+fn race_fifty_new_pods_are_isolated_from_their_first_packet() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::up("nprace", 2, &[]);
+    let node1 = format!("{}-node1", cluster.name);
+    cluster.kubectl_ok(&["create", "namespace", "race"]);
+    cluster.kubectl_ok(&["create", "namespace", "probe"]);
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: deny-all, namespace: race}}
+spec: {{podSelector: {{}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: prober, namespace: probe}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node1}}}
+  containers: [{{name: c, image: busybox, command: [sleep, "100000"]}}]
+"#
+        ),
+    );
+    let mut prober = None;
+    cluster.wait_for("prober Running", Duration::from_secs(60), || {
+        let listed = items(&cluster, &["get", "pods", "-n", "probe", "-o", "json"]);
+        if let Some(p) = listed.iter().find(|p| p["status"]["phase"] == "Running") {
+            prober = Some((
+                p["status"]["podIP"].as_str().unwrap().to_string(),
+                sandbox_netns(&cluster, &node1, p["metadata"]["uid"].as_str().unwrap()),
+            ));
+        }
+        prober.is_some()
+    });
+    let (prober_ip, prober_netns) = prober.unwrap();
+    // Every IP allocated so far (prober, agents' mirror pods have none).
+    let ipam_dirs: Vec<PathBuf> = ["node1", "node2"]
+        .iter()
+        .map(|n| {
+            cluster
+                .root
+                .path()
+                .join(&cluster.name)
+                .join("nodes")
+                .join(format!("{}-{n}", cluster.name))
+                .join("var/lib/cni/networks")
+        })
+        .collect();
+    let allocated = |dirs: &[PathBuf]| -> Vec<String> {
+        let mut found = Vec::new();
+        for dir in dirs {
+            for network in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                for entry in std::fs::read_dir(network.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+                        found.push(name);
+                    }
+                }
+            }
+        }
+        found
+    };
+    let before: Vec<String> = allocated(&ipam_dirs);
+    assert!(
+        before.contains(&prober_ip),
+        "IPAM records found: {before:?}"
+    );
+
+    // The probing side: one thread per new IP, hammering TCP 80 and UDP 80.
+    let stop = Arc::new(AtomicBool::new(false));
+    let successes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watcher = {
+        let (stop, successes, attempts) = (stop.clone(), successes.clone(), attempts.clone());
+        let prober_netns = prober_netns.clone();
+        let ipam_dirs = ipam_dirs.clone();
+        std::thread::spawn(move || {
+            let mut seen: std::collections::HashSet<String> = before.into_iter().collect();
+            let mut probers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for ip in allocated(&ipam_dirs) {
+                    if seen.insert(ip.clone()) {
+                        let (stop, successes, attempts) =
+                            (stop.clone(), successes.clone(), attempts.clone());
+                        let netns = prober_netns.clone();
+                        probers.push(std::thread::spawn(move || {
+                            while !stop.load(Ordering::Relaxed) {
+                                for protocol in PROTOCOLS {
+                                    attempts.fetch_add(1, Ordering::Relaxed);
+                                    if probe(&netns, &ip, 80, protocol, Duration::from_millis(100))
+                                    {
+                                        successes.fetch_add(1, Ordering::Relaxed);
+                                        eprintln!("probe to {ip} {} succeeded", protocol.name());
+                                    }
+                                }
+                            }
+                        }));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let probed = probers.len();
+            for prober in probers {
+                let _ = prober.join();
+            }
+            probed
+        })
+    };
+    // 50 pods that answer on TCP 80 and UDP 80 as soon as they start.
+    let mut manifest = String::new();
+    for i in 0..50 {
+        manifest.push_str(&format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: p{i}, namespace: race}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"]
+---
+"#
+        ));
+    }
+    let started = Instant::now();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    cluster.wait_for("50 pods Running", Duration::from_secs(180), || {
+        cluster
+            .kubectl_ok(&[
+                "get",
+                "pods",
+                "-n",
+                "race",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ])
+            .split_whitespace()
+            .filter(|p| *p == "Running")
+            .count()
+            == 50
+    });
+    let all_running = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let probed = watcher.join().unwrap();
+    let attempts = attempts.load(Ordering::Relaxed);
+    let successes = successes.load(Ordering::Relaxed);
+    eprintln!(
+        "race: 50 pods Running after {} ms; {probed} new IPs probed from allocation, {attempts} probes, {successes} succeeded",
+        all_running.as_millis()
+    );
+    assert_eq!(probed, 50, "every new pod's IP was probed");
+    assert_eq!(
+        successes, 0,
+        "a probe reached a pod that a deny-all policy selects"
+    );
+    // The probes can succeed: without the policy the same pods answer.
+    cluster.kubectl_ok(&["delete", "networkpolicy", "-n", "race", "deny-all"]);
+    let target = pod_ip_in(&cluster, "race", "p0");
+    cluster.wait_for(
+        "p0 reachable without the policy",
+        Duration::from_secs(10),
+        || {
+            probe(
+                &prober_netns,
+                &target,
+                80,
+                OracleProtocol::Tcp,
+                Duration::from_millis(300),
+            )
+        },
+    );
+}
+
+fn pod_ip_in(cluster: &Cluster, namespace: &str, name: &str) -> String {
+    cluster.kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        namespace,
+        name,
+        "-o",
+        "jsonpath={.status.podIP}",
+    ])
 }
