@@ -404,9 +404,10 @@ fn logs_exec_attach_port_forward_run_and_the_node_view() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(forward.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut reader = std::io::BufReader::new(forward.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
+    // kubectl keeps writing ("Handling connection ..."): keep its stdout open.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let port: u16 = line
         .split("127.0.0.1:")
         .nth(1)
