@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential pkg-config ca-certificates curl
-  iproute2 nftables iptables ethtool kmod procps util-linux
+  iproute2 nftables iptables conntrack ethtool kmod procps util-linux
   runc busybox-static containernetworking-plugins
   nginx-light bind9-dnsutils iputils-ping traceroute tcpdump iperf3 netcat-openbsd
   dnsperf unbound python3 python3-pip python3-yaml python3-venv

@@ -717,7 +717,7 @@ pub async fn run_proxy(client: kube::Client, config: ProxyConfig) -> Result<(), 
             continue;
         }
         let started = Instant::now();
-        let existing = if config.mode == ProxyMode::Iptables {
+        let existing = if config.mode == ProxyMode::Iptables && planner.will_replace_all() {
             let applier = applier.clone();
             tokio::task::spawn_blocking(move || applier.existing_chains())
                 .await

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod endpoints_controller;
 pub mod events;
 pub mod garbage_collector;
+pub mod lb_ipam;
 pub mod namespace_lifecycle;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -48,6 +49,8 @@ pub struct ControllersConfig {
     /// How often the garbage collector re-discovers the API's resources
     /// (new CustomResourceDefinitions become visible at that pace).
     pub garbage_collector_rediscovery_period: Duration,
+    /// Addresses handed to Services of type LoadBalancer (on the underlay).
+    pub load_balancer_pool: Ipv4Net,
 }
 
 impl Default for ControllersConfig {
@@ -62,6 +65,9 @@ impl Default for ControllersConfig {
             unschedulable_retry_period: Duration::from_secs(30),
             namespace_requeue_period: Duration::from_secs(1),
             garbage_collector_rediscovery_period: Duration::from_secs(30),
+            load_balancer_pool: lb_ipam::DEFAULT_POOL
+                .parse()
+                .expect("literal cidr is valid"),
         }
     }
 }
@@ -157,6 +163,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         namespace_lifecycle::run_namespace_lifecycle(client.clone(), config.clone()),
         garbage_collector::run_garbage_collector(client.clone(), config.clone()),
         endpoints_controller::run_endpoint_controllers(client.clone(), config.clone()),
+        lb_ipam::run_lb_ipam(client.clone(), config.load_balancer_pool),
         node_lifecycle::run_node_lifecycle(client, config),
     )?;
     Ok(())

@@ -529,6 +529,42 @@ impl ProxyPlanner {
             })
     }
 
+    /// True when the next plan replaces everything (first sync, after a
+    /// failure); iptables appliers then list the chains already there.
+    pub fn will_replace_all(&self) -> bool {
+        self.needs_full
+    }
+
+    /// Rough heap size of the remembered state, in bytes (for benchmarks).
+    pub fn approximate_bytes(&self) -> usize {
+        let piece_bytes = |piece: &Piece| {
+            piece
+                .chains
+                .iter()
+                .map(|((t, c), rules)| {
+                    t.len() + c.len() + rules.iter().map(|r| r.len() + 24).sum::<usize>() + 96
+                })
+                .sum::<usize>()
+                + piece
+                    .sets
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 64)
+                    .sum::<usize>()
+                + piece
+                    .elements
+                    .iter()
+                    .map(|((c, k), v)| c.len() + k.len() + v.len() + 96)
+                    .sum::<usize>()
+        };
+        let ports = self.written.len() * std::mem::size_of::<ResolvedServicePort>() * 2;
+        self.written
+            .values()
+            .map(|entry| piece_bytes(&entry.piece))
+            .sum::<usize>()
+            + piece_bytes(&self.written_union)
+            + ports
+    }
+
     /// Forces the next plan to replace everything (after a failed apply, or
     /// when the kernel state may have been changed behind our back).
     pub fn abandon(&mut self) {
