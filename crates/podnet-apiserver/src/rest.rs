@@ -928,7 +928,30 @@ impl Rest {
     }
 
     /// PATCH of an object or its status (scale is handled by [`Rest::patch_scale`]).
+    ///
+    /// As upstream's guaranteed update, a write that loses a race with another
+    /// writer is retried against the newest object: a patch only conflicts when
+    /// it carries a resourceVersion precondition that no longer holds.
     pub fn patch(
+        &self,
+        target: &ResourceTarget,
+        name: &str,
+        patch_type: PatchType,
+        body: &[u8],
+        options: &WriteOptions,
+        force: bool,
+    ) -> Result<Reply, ApiError> {
+        const ATTEMPTS: usize = 8;
+        let mut attempt = 1;
+        loop {
+            match self.patch_once(target, name, patch_type, body, options, force) {
+                Err(ApiError::Conflict { .. }) if attempt < ATTEMPTS => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    fn patch_once(
         &self,
         target: &ResourceTarget,
         name: &str,
