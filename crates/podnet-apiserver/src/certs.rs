@@ -60,14 +60,20 @@ fn ca_params() -> CertificateParams {
 fn write_private(path: &Path, contents: &str) -> Result<(), ApiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    // Written aside and renamed into place: readers waiting for the file
+    // (`podnet up`, agents) never see it half written.
+    let temporary = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .map_err(io_error(path))?;
-    file.write_all(contents.as_bytes()).map_err(io_error(path))
+        .open(&temporary)
+        .map_err(io_error(&temporary))?;
+    file.write_all(contents.as_bytes())
+        .map_err(io_error(&temporary))?;
+    file.sync_all().map_err(io_error(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io_error(path))
 }
 
 /// Load the CA and token from `dir` (creating them on first start) and issue
