@@ -12,6 +12,7 @@ mod kubernetes_service;
 mod objects;
 mod protobuf;
 mod proxy;
+mod raw;
 mod request;
 mod rest;
 mod server;

@@ -94,6 +94,10 @@ impl Reply {
 /// A list result before rendering (List, Table or metadata list).
 pub struct Listed {
     pub items: Vec<Value>,
+    /// With [`Rest::list_as`]`(.., true)` and no selectors: the objects as
+    /// JSON bytes straight from the store (resourceVersion spliced in),
+    /// instead of `items`.
+    pub stored: Vec<bytes::Bytes>,
     pub revision: i64,
     pub continue_token: Option<String>,
 }
@@ -389,6 +393,18 @@ impl Rest {
 
     /// LIST with selectors and paging.
     pub fn list(&self, target: &ResourceTarget, query: &Query) -> Result<Listed, ApiError> {
+        self.list_as(target, query, false)
+    }
+
+    /// LIST; with `stored_bytes` and no selectors the objects come back as
+    /// their stored JSON (in `Listed::stored`), never decoded: the fast path
+    /// for plain JSON lists.
+    pub fn list_as(
+        &self,
+        target: &ResourceTarget,
+        query: &Query,
+        stored_bytes: bool,
+    ) -> Result<Listed, ApiError> {
         let info = target.info;
         let label_selector = match query.get("labelSelector") {
             Some(s) if !s.is_empty() => Some(LabelSelector::parse(s)?),
@@ -415,7 +431,9 @@ impl Rest {
             Some(token) if !token.is_empty() => Some(decode_continue(token, &prefix)?),
             _ => None,
         };
+        let stored_bytes = stored_bytes && label_selector.is_none() && field_selector.is_none();
         let mut items = Vec::new();
+        let mut stored = Vec::new();
         let mut revision = None;
         let mut continue_key = None;
         'pages: loop {
@@ -425,16 +443,27 @@ impl Rest {
             revision.get_or_insert(page.revision);
             let page_len = page.records.len();
             for (index, record) in page.records.iter().enumerate() {
-                let obj = decode_record(info, record)?;
-                if label_selector
-                    .as_ref()
-                    .is_some_and(|s| !s.matches_object(&obj))
-                    || field_selector.as_ref().is_some_and(|s| !s.matches(&obj))
-                {
-                    continue;
+                if stored_bytes {
+                    let bytes =
+                        match crate::raw::with_resource_version(&record.value, record.mod_revision)
+                        {
+                            Some(bytes) => bytes,
+                            None => serde_json::to_vec(&decode_record(info, record)?)
+                                .expect("JSON values serialize"),
+                        };
+                    stored.push(bytes::Bytes::from(bytes));
+                } else {
+                    let obj = decode_record(info, record)?;
+                    if label_selector
+                        .as_ref()
+                        .is_some_and(|s| !s.matches_object(&obj))
+                        || field_selector.as_ref().is_some_and(|s| !s.matches(&obj))
+                    {
+                        continue;
+                    }
+                    items.push(obj);
                 }
-                items.push(obj);
-                if limit.is_some_and(|l| items.len() >= l) {
+                if limit.is_some_and(|l| items.len() + stored.len() >= l) {
                     let more_in_page = index + 1 < page_len;
                     if more_in_page || page.continue_after.is_some() {
                         continue_key = Some(record.key.clone());
@@ -450,6 +479,7 @@ impl Rest {
         let revision = revision.unwrap_or(0);
         Ok(Listed {
             items,
+            stored,
             revision,
             continue_token: continue_key.map(|k| encode_continue(&k, &prefix, revision)),
         })

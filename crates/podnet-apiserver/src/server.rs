@@ -344,6 +344,37 @@ fn render_list(target: &ResourceTarget, rendering: Rendering, listed: rest::List
     }
 }
 
+/// A plain List from objects still in their stored bytes: the envelope is
+/// serialized, the items are copied in as they are.
+fn stored_list_response(target: &ResourceTarget, listed: rest::Listed) -> Response<Body> {
+    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(token) = &listed.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    let envelope = json!({
+        "kind": target.info.list_kind,
+        "apiVersion": target.info.api_version(),
+        "metadata": metadata,
+    });
+    let mut body = serde_json::to_vec(&envelope).expect("JSON values serialize");
+    body.pop(); // the envelope's closing brace
+    let items_len: usize = listed.stored.iter().map(|item| item.len() + 1).sum();
+    body.reserve(items_len + 16);
+    body.extend_from_slice(b",\"items\":[");
+    for (index, item) in listed.stored.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full_body(body))
+        .expect("static response parts are valid")
+}
+
 fn reply_response(reply: Reply) -> Response<Body> {
     json_response(reply.code, &reply.body, &reply.warnings)
 }
@@ -442,6 +473,17 @@ fn serve_resource(
                 .header(header::CACHE_CONTROL, "no-cache, private")
                 .body(streaming_body(receiver))
                 .expect("static response"))
+        }
+        (Method::GET, None, None) if rendering == Rendering::Object => {
+            let listed = rest.list_as(&target, query, true)?;
+            if listed.items.is_empty() {
+                return Ok(stored_list_response(&target, listed));
+            }
+            Ok(json_response(
+                200,
+                &render_list(&target, rendering, listed),
+                &[],
+            ))
         }
         (Method::GET, None, None) => {
             let listed = rest.list(&target, query)?;

@@ -113,6 +113,12 @@ impl WatchRequest {
         })
     }
 
+    /// Whether events go out as the stored bytes (with the resourceVersion
+    /// spliced in): plain objects, nothing to select.
+    fn passes_stored_bytes(&self) -> bool {
+        self.rendering == Rendering::Object && self.labels.is_none() && self.fields.is_none()
+    }
+
     fn selects(&self, obj: &Value) -> bool {
         self.labels.as_ref().is_none_or(|s| s.matches_object(obj))
             && self.fields.as_ref().is_none_or(|s| s.matches(obj))
@@ -170,6 +176,33 @@ fn render(request: &WatchRequest, event: &WatchEvent, first: &mut bool) -> Bytes
     Bytes::from(line)
 }
 
+fn event_type(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Added => "ADDED",
+        EventKind::Modified => "MODIFIED",
+        EventKind::Deleted => "DELETED",
+    }
+}
+
+/// The wire line of an event built from the stored bytes, without decoding
+/// them (see [`crate::raw`]); `None` when they need the decoder.
+fn stored_bytes_line(kind: &str, record: &podnet_store::Record) -> Option<Bytes> {
+    let object = crate::raw::with_resource_version(&record.value, record.mod_revision)?;
+    let mut line = Vec::with_capacity(object.len() + kind.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(&object);
+    line.extend_from_slice(b"}\n");
+    Some(Bytes::from(line))
+}
+
+/// An initial event: already on the wire, or to be rendered.
+enum Initial {
+    Line(Bytes),
+    Event(WatchEvent),
+}
+
 fn error_event(error: &ApiError) -> WatchEvent {
     WatchEvent {
         kind: "ERROR",
@@ -194,12 +227,18 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                     .list(&request.prefix, start_after.as_deref(), Some(500))?;
                 revision.get_or_insert(page.revision);
                 for record in &page.records {
+                    if request.passes_stored_bytes() {
+                        if let Some(line) = stored_bytes_line("ADDED", record) {
+                            initial.push(Initial::Line(line));
+                            continue;
+                        }
+                    }
                     let obj = decode_record(request.info, record)?;
                     if request.selects(&obj) {
-                        initial.push(WatchEvent {
+                        initial.push(Initial::Event(WatchEvent {
                             kind: "ADDED",
                             object: obj,
-                        });
+                        }));
                     }
                 }
                 match page.continue_after {
@@ -227,12 +266,12 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
     tokio::spawn(async move {
         let mut first = true;
         let mut last_revision = after;
-        for event in &initial {
-            if sender
-                .send(render(&request, event, &mut first))
-                .await
-                .is_err()
-            {
+        for event in initial {
+            let line = match event {
+                Initial::Line(line) => line,
+                Initial::Event(event) => render(&request, &event, &mut first),
+            };
+            if sender.send(line).await.is_err() {
                 return;
             }
         }
@@ -282,6 +321,14 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                         }
                     };
                     last_revision = event.record.mod_revision;
+                    if request.passes_stored_bytes() {
+                        if let Some(line) = stored_bytes_line(event_type(event.kind), &event.record) {
+                            if sender.send(line).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
                     let Some(wire) = to_wire_event(&request, &event) else { continue };
                     if sender.send(render(&request, &wire, &mut first)).await.is_err() {
                         return;

@@ -55,7 +55,9 @@ pub(crate) fn effective_limit(limit: Option<usize>) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: String,
-    pub value: Vec<u8>,
+    /// The stored bytes; shared, so that handing one event to many watchers
+    /// copies no values.
+    pub value: bytes::Bytes,
     /// Revision of the write that created the key.
     pub create_revision: i64,
     /// Revision of the last write to the key (the object's resourceVersion).

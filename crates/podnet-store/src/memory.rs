@@ -187,7 +187,7 @@ impl Store for MemoryStore {
     fn create(&self, key: &str, value: &[u8]) -> Result<i64, StoreError> {
         self.write(WriteOperation::Create {
             key: key.to_owned(),
-            value: value.to_vec(),
+            value: bytes::Bytes::copy_from_slice(value),
         })
         .map(|event| event.record.mod_revision)
     }
@@ -200,7 +200,7 @@ impl Store for MemoryStore {
     ) -> Result<i64, StoreError> {
         self.write(WriteOperation::Update {
             key: key.to_owned(),
-            value: value.to_vec(),
+            value: bytes::Bytes::copy_from_slice(value),
             expected_mod_revision,
         })
         .map(|event| event.record.mod_revision)

@@ -249,7 +249,7 @@ fn read_record(connection: &Connection, key: &str) -> rusqlite::Result<Option<Re
         .query_row([key], |row| {
             Ok(Record {
                 key: key.to_owned(),
-                value: row.get(0)?,
+                value: row.get::<_, Vec<u8>>(0)?.into(),
                 create_revision: row.get(1)?,
                 mod_revision: row.get(2)?,
             })
@@ -276,7 +276,7 @@ fn apply_event(connection: &Connection, event: &Event) -> rusqlite::Result<()> {
                 )?
                 .execute(params![
                     record.key,
-                    record.value,
+                    &record.value[..],
                     record.create_revision,
                     record.mod_revision
                 ])?;
@@ -284,7 +284,7 @@ fn apply_event(connection: &Connection, event: &Event) -> rusqlite::Result<()> {
         EventKind::Modified => {
             connection
                 .prepare_cached("UPDATE kv SET value = ?2, mod_revision = ?3 WHERE key = ?1")?
-                .execute(params![record.key, record.value, record.mod_revision])?;
+                .execute(params![record.key, &record.value[..], record.mod_revision])?;
         }
         EventKind::Deleted => {
             connection
@@ -293,7 +293,7 @@ fn apply_event(connection: &Connection, event: &Event) -> rusqlite::Result<()> {
         }
     }
     let prev_value = match event.kind {
-        EventKind::Modified => event.prev.as_ref().map(|prev| prev.value.as_slice()),
+        EventKind::Modified => event.prev.as_ref().map(|prev| &prev.value[..]),
         EventKind::Added | EventKind::Deleted => None,
     };
     connection
@@ -305,7 +305,7 @@ fn apply_event(connection: &Connection, event: &Event) -> rusqlite::Result<()> {
             record.mod_revision,
             record.key,
             kind_code(event.kind),
-            record.value,
+            &record.value[..],
             record.create_revision,
             prev_value,
             event.prev.as_ref().map(|prev| prev.mod_revision),
@@ -330,7 +330,7 @@ fn event_from_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         2 => EventKind::Deleted,
         _ => return Err(corrupt_log_row(2, "unknown event kind")),
     };
-    let value: Vec<u8> = row.get(3)?;
+    let value = bytes::Bytes::from(row.get::<_, Vec<u8>>(3)?);
     let create_revision: i64 = row.get(4)?;
     let prev_value: Option<Vec<u8>> = row.get(5)?;
     let prev_mod_revision: Option<i64> = row.get(6)?;
@@ -339,7 +339,8 @@ fn event_from_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         EventKind::Modified | EventKind::Deleted => {
             let prev_value = match kind {
                 EventKind::Modified => prev_value
-                    .ok_or_else(|| corrupt_log_row(5, "modification without prev_value"))?,
+                    .ok_or_else(|| corrupt_log_row(5, "modification without prev_value"))?
+                    .into(),
                 _ => value.clone(),
             };
             Some(Record {
@@ -522,7 +523,7 @@ impl Store for SqliteStore {
                 .query_map(parameters.as_slice(), |row| {
                     Ok(Record {
                         key: row.get(0)?,
-                        value: row.get(1)?,
+                        value: row.get::<_, Vec<u8>>(1)?.into(),
                         create_revision: row.get(2)?,
                         mod_revision: row.get(3)?,
                     })
@@ -556,7 +557,7 @@ impl Store for SqliteStore {
     fn create(&self, key: &str, value: &[u8]) -> Result<i64, StoreError> {
         self.write(WriteOperation::Create {
             key: key.to_owned(),
-            value: value.to_vec(),
+            value: bytes::Bytes::copy_from_slice(value),
         })
         .map(|event| event.record.mod_revision)
     }
@@ -569,7 +570,7 @@ impl Store for SqliteStore {
     ) -> Result<i64, StoreError> {
         self.write(WriteOperation::Update {
             key: key.to_owned(),
-            value: value.to_vec(),
+            value: bytes::Bytes::copy_from_slice(value),
             expected_mod_revision,
         })
         .map(|event| event.record.mod_revision)

@@ -10,11 +10,11 @@ use crate::{Event, EventKind, Record, StoreError};
 pub(crate) enum WriteOperation {
     Create {
         key: String,
-        value: Vec<u8>,
+        value: bytes::Bytes,
     },
     Update {
         key: String,
-        value: Vec<u8>,
+        value: bytes::Bytes,
         expected_mod_revision: Option<i64>,
     },
     Delete {
@@ -136,7 +136,7 @@ mod tests {
     fn record(key: &str, value: &str, create_revision: i64, mod_revision: i64) -> Record {
         Record {
             key: key.to_owned(),
-            value: value.as_bytes().to_vec(),
+            value: bytes::Bytes::copy_from_slice(value.as_bytes()),
             create_revision,
             mod_revision,
         }
@@ -147,7 +147,7 @@ mod tests {
         let existing = record("/core/pods/a/x", "{}", 3, 5);
         let operation = WriteOperation::Create {
             key: "/core/pods/a/x".into(),
-            value: b"{}".to_vec(),
+            value: bytes::Bytes::from_static(b"{}"),
         };
         let error = plan_write(&operation, Some(&existing), 6).unwrap_err();
         assert!(matches!(error, StoreError::AlreadyExists(key) if key == "/core/pods/a/x"));
@@ -158,7 +158,7 @@ mod tests {
         let existing = record("k", "old", 3, 5);
         let operation = WriteOperation::Update {
             key: "k".into(),
-            value: b"new".to_vec(),
+            value: bytes::Bytes::from_static(b"new"),
             expected_mod_revision: Some(5),
         };
         let event = plan_write(&operation, Some(&existing), 9).unwrap();
@@ -203,7 +203,7 @@ mod tests {
         for operation in [
             WriteOperation::Update {
                 key: "k".into(),
-                value: vec![],
+                value: bytes::Bytes::new(),
                 expected_mod_revision: None,
             },
             WriteOperation::Delete {

@@ -109,7 +109,7 @@ fn create_get_update_delete(open: Open) {
 
     assert_eq!(store.create("/core/pods/default/a", b"one").unwrap(), 1);
     let record = store.get("/core/pods/default/a").unwrap().unwrap();
-    assert_eq!(record.value, b"one");
+    assert_eq!(record.value, &b"one"[..]);
     assert_eq!((record.create_revision, record.mod_revision), (1, 1));
 
     assert_eq!(
@@ -125,11 +125,11 @@ fn create_get_update_delete(open: Open) {
         3
     );
     let record = store.get("/core/pods/default/a").unwrap().unwrap();
-    assert_eq!(record.value, b"three");
+    assert_eq!(record.value, &b"three"[..]);
     assert_eq!((record.create_revision, record.mod_revision), (1, 3));
 
     let deleted = store.delete("/core/pods/default/a", Some(3)).unwrap();
-    assert_eq!(deleted.value, b"three");
+    assert_eq!(deleted.value, &b"three"[..]);
     assert_eq!((deleted.create_revision, deleted.mod_revision), (1, 4));
     assert_eq!(store.get("/core/pods/default/a").unwrap(), None);
     assert_eq!(store.current_revision().unwrap(), 4);
@@ -175,7 +175,7 @@ fn refusals(open: Open) {
     assert_eq!(store.current_revision().unwrap(), 2);
     assert_eq!(
         store.get("/core/pods/default/a").unwrap().unwrap().value,
-        b"two"
+        &b"two"[..]
     );
 }
 

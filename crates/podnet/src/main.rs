@@ -88,6 +88,10 @@ enum Command {
         listen: std::net::SocketAddr,
         #[command(flatten)]
         gateway: api_gateway::GatewayArgs,
+        /// Serve the API only: no controllers, no scheduler (benchmarks,
+        /// controllers run elsewhere).
+        #[arg(long)]
+        no_controllers: bool,
     },
     /// The node agent (the kubelet, CNI runtime and node dataplane).
     Agent(podnet_agent::AgentArgs),
@@ -199,10 +203,11 @@ fn main() -> Result<()> {
         Command::Server {
             data_dir,
             listen,
+            no_controllers,
             gateway,
         } => {
             init_logging();
-            server::run(data_dir, listen, gateway)
+            server::run(data_dir, listen, !no_controllers, gateway)
         }
         Command::Agent(args) => {
             init_logging();
@@ -247,6 +252,7 @@ mod server {
     pub fn run(
         data_dir: PathBuf,
         listen: std::net::SocketAddr,
+        controllers: bool,
         gateway: crate::api_gateway::GatewayArgs,
     ) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -279,6 +285,10 @@ mod server {
             }
             let kubeconfig = server.kubeconfig_path();
             let serving = tokio::spawn(server.serve(shutdown_signal()));
+            if !controllers {
+                serving.await??;
+                return Ok(());
+            }
             let client = crate::readiness::client_from(&kubeconfig).await?;
             let controllers = tokio::spawn(podnet_controllers::run(
                 client,
