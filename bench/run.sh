@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
-# Benchmarks of local clusters: `podnet up` time and pod create → Running
-# latency. Writes bench/results/cluster.json and prints a short table.
+# Benchmarks of local clusters, all in one run (release build):
+#  - `podnet up` 3 nodes until Ready and kubectl answers; pod create -> Running
+#    p50/p99 and time for PODS pods; agent and server RSS with them running
+#    (bench/cluster.py -> bench/results/cluster.json)
+#  - CNI ADD+DEL: podnet-cni vs the reference bridge + host-local, same run
+#    (cni_bench example -> bench/results/cni.json)
+#  - iperf3 pod-to-pod same node / across nodes vs a raw veth pair
+#    (bench/net.py -> bench/results/net.json)
 # Usage: bench/run.sh [PODS]   (default 100 pods)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --bin podnet --bin podnet-cni
+cargo build --release --bin podnet --bin podnet-cni --example cni_bench
 mkdir -p bench/results
-python3 bench/cluster.py --podnet "$PWD/target/release/podnet" --pods "${1:-100}" --out bench/results/cluster.json
+status=0
+python3 bench/cluster.py --podnet "$PWD/target/release/podnet" --pods "${1:-100}" --out bench/results/cluster.json || status=1
+echo
+./target/release/examples/cni_bench "$PWD/target/release/podnet-cni" 100 > bench/results/cni.json || status=1
+python3 - <<'PY'
+import json
+r = json.load(open("bench/results/cni.json"))
+print("%-28s %s" % ("metric", "value"))
+print("%-28s %s" % ("cni_add_del_podnet_ms", r["add_del_podnet_cni"]))
+print("%-28s %s" % ("cni_add_del_reference_ms", r["add_del_reference"]))
+print("%-28s %s" % ("ratio (target <= 0.5)", r["ratio_podnet_to_reference"]))
+PY
+echo
+python3 bench/net.py --podnet "$PWD/target/release/podnet" --out bench/results/net.json || status=1
+exit $status

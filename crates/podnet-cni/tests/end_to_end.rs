@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use podnet_cni::{Attachment, CniInvoker};
 use podnet_netlink::{NetlinkHandle, OwnedNetns};
@@ -338,41 +337,4 @@ fn podnet_cni_rolls_back_when_the_range_is_exhausted_and_reuses_released_address
         .del("second", Some(second.path()), "eth0", &[])
         .unwrap();
     assert_eq!(fixture.reservations(), Vec::<String>::new());
-}
-
-fn time_add_del(plugin_set: PluginSet, rounds: usize) -> Duration {
-    let fixture = NodeFixture::new(plugin_set);
-    let pod = fixture.pod_netns("cni-bench");
-    // Warm up: the first ADD creates the bridge.
-    fixture
-        .invoker
-        .add("warm", pod.path(), "eth1", &[])
-        .unwrap();
-    let started = Instant::now();
-    for round in 0..rounds {
-        let id = format!("bench{round}");
-        fixture.invoker.add(&id, pod.path(), "eth0", &[]).unwrap();
-        fixture
-            .invoker
-            .del(&id, Some(pod.path()), "eth0", &[])
-            .unwrap();
-    }
-    let elapsed = started.elapsed() / rounds as u32;
-    fixture
-        .invoker
-        .del("warm", Some(pod.path()), "eth1", &[])
-        .unwrap();
-    elapsed
-}
-
-#[test]
-fn podnet_cni_add_del_is_faster_than_the_reference_plugins() {
-    let rounds = 10;
-    let podnet = time_add_del(PluginSet::Podnet, rounds);
-    let reference = time_add_del(PluginSet::Reference, rounds);
-    eprintln!("ADD+DEL per pod: podnet-cni {podnet:?}, bridge+host-local {reference:?}");
-    assert!(
-        podnet < reference,
-        "podnet-cni {podnet:?} vs reference {reference:?}"
-    );
 }

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Pod-to-pod TCP throughput (iperf3, 5 s each) on the same node and across
+nodes of a 2-node `podnet up` cluster, against a raw veth pair between two
+namespaces in the same run. iperf3 is the host's binary run inside the pods'
+network namespaces (nsenter), so only the network path differs. All traffic
+stays inside namespaces this script creates; everything is removed at the end."""
+import argparse, json, os, subprocess, sys, tempfile, time
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+def iperf(server_prefix, client_prefix, address, seconds):
+    server = subprocess.Popen(server_prefix + ["iperf3", "-s", "-1", "-B", address, "-p", "5201"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            probe = subprocess.run(client_prefix + ["iperf3", "-c", address, "-p", "5201", "-t", str(seconds), "-J"],
+                                   capture_output=True, text=True)
+            try:
+                report = json.loads(probe.stdout)
+            except ValueError:
+                report = {"error": "no report"}
+            if "error" not in report:
+                return round(report["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+            # The server may not listen yet.
+            time.sleep(0.1)
+        raise RuntimeError("iperf3 client failed: " + probe.stdout[-500:] + probe.stderr[-500:])
+    finally:
+        server.kill()
+        server.wait()
+
+def veth_baseline(seconds):
+    a, b = "netbench-%d-a" % os.getpid(), "netbench-%d-b" % os.getpid()
+    try:
+        sh(["ip", "netns", "add", a]); sh(["ip", "netns", "add", b])
+        sh(["ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b])
+        sh(["ip", "-n", a, "addr", "add", "10.250.0.1/30", "dev", "va"])
+        sh(["ip", "-n", b, "addr", "add", "10.250.0.2/30", "dev", "vb"])
+        for ns, dev in [(a, "va"), (b, "vb")]:
+            sh(["ip", "-n", ns, "link", "set", dev, "up"]); sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        return iperf(["ip", "netns", "exec", b], ["ip", "netns", "exec", a], "10.250.0.2", seconds)
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+def pod_netns(node_root, ip):
+    netns_dir = os.path.join(node_root, "run/netns")
+    for name in os.listdir(netns_dir):
+        path = os.path.join(netns_dir, name)
+        out = subprocess.run(["nsenter", "--net=" + path, "ip", "-4", "-o", "addr", "show", "eth0"],
+                             capture_output=True, text=True).stdout
+        if (" %s/" % ip) in out:
+            return path
+    raise RuntimeError("no sandbox with %s under %s" % (ip, netns_dir))
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--podnet", required=True)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--backend", default="vxlan")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    results = {"seconds": args.seconds, "backend": args.backend}
+    results["veth_pair_gbps"] = veth_baseline(args.seconds)
+    root = tempfile.mkdtemp(prefix="podnet-netbench-")
+    env = dict(os.environ, PODNET_ROOT=root)
+    name = "netb%d" % (os.getpid() % 10000)
+    kubectl = ["kubectl", "--kubeconfig", os.path.join(root, name, "server", "kubeconfig")]
+    try:
+        sh([args.podnet, "up", "--name", name, "--nodes", "2", "--backend", args.backend, "--no-kubeconfig"], env=env)
+        nodes = ["%s-node1" % name, "%s-node2" % name]
+        manifest = ""
+        for pod, node in [("server", nodes[0]), ("same", nodes[0]), ("other", nodes[1])]:
+            manifest += ("apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  terminationGracePeriodSeconds: 1\n"
+                         "  nodeSelector: {kubernetes.io/hostname: %s}\n  containers:\n  - name: c\n    image: busybox\n"
+                         "    command: [sleep, '3600']\n---\n") % (pod, node)
+        sh(kubectl + ["apply", "-f", "-"], input=manifest)
+        sh(kubectl + ["wait", "--for=condition=Ready", "pod/server", "pod/same", "pod/other", "--timeout=120s"])
+        ip = lambda pod: sh(kubectl + ["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]).stdout.strip()
+        node_root = lambda node: os.path.join(root, name, "nodes", node)
+        server_ns = pod_netns(node_root(nodes[0]), ip("server"))
+        same_ns = pod_netns(node_root(nodes[0]), ip("same"))
+        other_ns = pod_netns(node_root(nodes[1]), ip("other"))
+        server = ["nsenter", "--net=" + server_ns]
+        results["pod_same_node_gbps"] = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
+        results["pod_cross_node_gbps"] = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
+    finally:
+        subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
+    base = results["veth_pair_gbps"]
+    results["same_node_vs_veth"] = round(results["pod_same_node_gbps"] / base, 3)
+    results["cross_node_vs_veth"] = round(results["pod_cross_node_gbps"] / base, 3)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print("%-28s %s" % ("metric", "value"))
+    for key in ["veth_pair_gbps", "pod_same_node_gbps", "pod_cross_node_gbps", "same_node_vs_veth", "cross_node_vs_veth"]:
+        print("%-28s %s" % (key, results[key]))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
