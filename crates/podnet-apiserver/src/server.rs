@@ -344,6 +344,48 @@ fn render_list(target: &ResourceTarget, rendering: Rendering, listed: rest::List
     }
 }
 
+fn decode_stored(item: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(item)
+        .map_err(|e| ApiError::Internal(format!("a stored object is not JSON: {e}")))
+}
+
+/// A Table from objects still in their stored bytes, one row at a time, so
+/// that a large list never holds every object decoded at once.
+fn stored_table_response(
+    target: &ResourceTarget,
+    include: IncludeObject,
+    listed: rest::Listed,
+) -> Result<Response<Body>, ApiError> {
+    let now = jiff::Timestamp::now();
+    let mut envelope = table::table(target.info, &[], now, include, true);
+    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(token) = &listed.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    envelope["metadata"] = metadata;
+    let mut body = serde_json::to_vec(&envelope).expect("JSON values serialize");
+    if !body.ends_with(b"[]}") {
+        return Err(ApiError::Internal(
+            "a Table envelope must end with its empty rows".into(),
+        ));
+    }
+    body.truncate(body.len() - 2);
+    for (index, item) in listed.stored.iter().enumerate() {
+        let obj = decode_stored(item)?;
+        let mut one = table::table(target.info, std::slice::from_ref(&obj), now, include, false);
+        if index > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &one["rows"][0].take()).expect("JSON values serialize");
+    }
+    body.extend_from_slice(b"]}");
+    Ok(Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full_body(body))
+        .expect("static response parts are valid"))
+}
+
 /// A plain List from objects still in their stored bytes: the envelope is
 /// serialized, the items are copied in as they are.
 fn stored_list_response(target: &ResourceTarget, listed: rest::Listed) -> Response<Body> {
@@ -474,19 +516,22 @@ fn serve_resource(
                 .body(streaming_body(receiver))
                 .expect("static response"))
         }
-        (Method::GET, None, None) if rendering == Rendering::Object => {
-            let listed = rest.list_as(&target, query, true)?;
-            if listed.items.is_empty() {
-                return Ok(stored_list_response(&target, listed));
-            }
-            Ok(json_response(
-                200,
-                &render_list(&target, rendering, listed),
-                &[],
-            ))
-        }
         (Method::GET, None, None) => {
-            let listed = rest.list(&target, query)?;
+            let mut listed = rest.list_as(&target, query, true)?;
+            if listed.items.is_empty() {
+                match rendering {
+                    Rendering::Object => return Ok(stored_list_response(&target, listed)),
+                    Rendering::Table(include) => {
+                        return stored_table_response(&target, include, listed)
+                    }
+                    Rendering::PartialMetadata => {
+                        listed.items = std::mem::take(&mut listed.stored)
+                            .iter()
+                            .map(|item| decode_stored(item).map(|obj| partial_metadata(&obj)))
+                            .collect::<Result<_, _>>()?;
+                    }
+                }
+            }
             Ok(json_response(
                 200,
                 &render_list(&target, rendering, listed),
