@@ -1,6 +1,7 @@
 //! `podnet demo`: the seed demo against a running local cluster, through the
 //! real kubectl: an nginx pod and a netshoot client on different nodes, the
-//! client fetching the page over the pod network.
+//! client fetching the page over the pod network, then through a Service
+//! found by name with cluster DNS.
 
 use crate::paths::ClusterPaths;
 use anyhow::{bail, Context, Result};
@@ -126,22 +127,86 @@ pub fn run(name: &str) -> Result<()> {
         None,
     )?;
     let url = format!("http://{ip}/");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        println!("$ kubectl exec client -- wget -qO- {url}");
-        match kubectl(
+    retry_exec(&paths, &["timeout", "3", "wget", "-qO-", &url], first_title)?;
+
+    // A Service in front of the pod, found by name through cluster DNS.
+    println!("$ kubectl expose pod web --port=80 --name=web");
+    print!(
+        "{}",
+        kubectl(
             &paths,
-            &["exec", "client", "--", "timeout", "3", "wget", "-qO-", &url],
-            None,
-        ) {
-            Ok(page) => {
-                println!(
-                    "{}",
-                    page.lines()
-                        .find(|l| l.contains("<title>"))
-                        .unwrap_or(page.trim())
-                );
-                break;
+            &["expose", "pod", "web", "--port=80", "--name=web"],
+            None
+        )
+        .or_else(|error| {
+            // Re-running the demo: the Service is already there.
+            kubectl(&paths, &["get", "svc", "web", "-o", "name"], None).map_err(|_| error)
+        })?
+    );
+    show(&paths, &["get", "svc", "web"])?;
+    show(
+        &paths,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )?;
+    show(
+        &paths,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "k8s-app=kube-dns",
+            "-o",
+            "wide",
+        ],
+    )?;
+    retry_exec(
+        &paths,
+        &["nslookup", "web.default.svc.cluster.local"],
+        |text| text.trim().to_string(),
+    )?;
+    retry_exec(
+        &paths,
+        &["timeout", "3", "wget", "-qO-", "http://web/"],
+        first_title,
+    )?;
+    println!("$ podnet node exec {node1} -- ip netns");
+    let status = Command::new(std::env::current_exe()?)
+        .args(["node", "exec", &node1, "--", "ip", "netns"])
+        .status()?;
+    if !status.success() {
+        bail!("podnet node exec failed");
+    }
+    println!("\nThe demo pods stay up: `kubectl delete pod web client; kubectl delete svc web` removes them.");
+    Ok(())
+}
+
+fn first_title(page: &str) -> String {
+    page.lines()
+        .find(|l| l.contains("<title>"))
+        .unwrap_or(page.trim())
+        .to_string()
+}
+
+/// `kubectl exec client -- COMMAND`, retried for up to 60 s (the DNS pods
+/// may still be starting on a fresh cluster), printing what `show` makes of
+/// the output.
+fn retry_exec(paths: &ClusterPaths, command: &[&str], show: impl Fn(&str) -> String) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    println!("$ kubectl exec client -- {}", command.join(" "));
+    loop {
+        let mut args = vec!["exec", "client", "--"];
+        args.extend_from_slice(command);
+        match kubectl(paths, &args, None) {
+            Ok(output) => {
+                println!("{}", show(&output));
+                return Ok(());
             }
             Err(error) if Instant::now() < deadline => {
                 eprintln!("  (not yet: {error})");
@@ -150,13 +215,4 @@ pub fn run(name: &str) -> Result<()> {
             Err(error) => return Err(error),
         }
     }
-    println!("$ podnet node exec {node1} -- ip netns");
-    let status = Command::new(std::env::current_exe()?)
-        .args(["node", "exec", &node1, "--", "ip", "netns"])
-        .status()?;
-    if !status.success() {
-        bail!("podnet node exec failed");
-    }
-    println!("\nThe demo pods stay up: `kubectl delete pod web client` removes them.");
-    Ok(())
 }
