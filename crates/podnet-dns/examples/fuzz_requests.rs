@@ -67,10 +67,10 @@ fn world() -> World {
             namespace: "default".into(),
             service: "db".into(),
             ports: vec![port("mysql", 3306)],
-            endpoints: (0..50)
+            endpoints: (0..50u32)
                 .map(|i| EndpointInfo {
                     addresses: vec![format!("10.244.1.{i}").parse().unwrap()],
-                    hostname: (i % 2 == 0).then(|| format!("db-{i}")),
+                    hostname: i.is_multiple_of(2).then(|| format!("db-{i}")),
                     ready: true,
                 })
                 .collect(),
@@ -113,9 +113,9 @@ fn seeds() -> Vec<Vec<u8>> {
                 Message::new((index * 31 + t) as u16, MessageType::Query, OpCode::Query);
             message.metadata.recursion_desired = true;
             message.add_query(Query::query(Name::from_ascii(name).unwrap(), *query_type));
-            if t % 2 == 0 {
+            if t.is_multiple_of(2) {
                 let mut edns = Edns::new();
-                edns.set_max_payload(if t % 4 == 0 { 4096 } else { 100 });
+                edns.set_max_payload(if t.is_multiple_of(4) { 4096 } else { 100 });
                 message.set_edns(edns);
             }
             seeds.push(message.to_vec().unwrap());
@@ -196,7 +196,7 @@ fn main() {
     let (mut replies, mut dropped, mut upstream, mut slowest) = (0u64, 0u64, 0u64, Duration::ZERO);
     for index in 0..count {
         let input = mutate(&mut rng, &seeds);
-        let tcp = index % 3 == 0;
+        let tcp = index.is_multiple_of(3);
         let begin = Instant::now();
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| match handler.start(&input, tcp) {

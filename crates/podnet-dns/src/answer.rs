@@ -452,7 +452,7 @@ fn find(snapshot: &Snapshot, labels: &[String]) -> Result<Vec<Item>, Miss> {
                     }
                     continue;
                 }
-                for p in &ep.ports {
+                for p in ep.ports.iter() {
                     if port_matches(&p.name, &p.protocol) {
                         items.push(Item {
                             host: Host::Ip(ep.ip),

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -230,7 +231,8 @@ pub struct Endpoint {
     /// The hostname, or the address with dashes (`10-244-1-5`).
     pub label: String,
     pub name: Name,
-    pub ports: Vec<PortInfo>,
+    /// The slice's ports, shared by its endpoints.
+    pub ports: Arc<[PortInfo]>,
 }
 
 /// A service as the answer path sees it.
@@ -344,6 +346,7 @@ impl Snapshot {
             if !matches!(kind, ServiceKind::External(_)) {
                 let key = (service.namespace.as_str(), service.name.as_str());
                 for slice in slices_by_service.get(&key).into_iter().flatten() {
+                    let ports: Arc<[PortInfo]> = slice.ports.clone().into();
                     for endpoint in &slice.endpoints {
                         if !(endpoint.ready || service.publish_not_ready) {
                             continue;
@@ -360,7 +363,7 @@ impl Snapshot {
                                 ip: *ip,
                                 label,
                                 name: endpoint_name,
-                                ports: slice.ports.clone(),
+                                ports: ports.clone(),
                             });
                         }
                     }
