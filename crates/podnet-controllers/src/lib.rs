@@ -16,6 +16,8 @@ pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod quantity;
 pub mod scheduler;
+pub mod workloads;
+pub mod workloads_controller;
 
 mod watch;
 
@@ -164,6 +166,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         garbage_collector::run_garbage_collector(client.clone(), config.clone()),
         endpoints_controller::run_endpoint_controllers(client.clone(), config.clone()),
         lb_ipam::run_lb_ipam(client.clone(), config.load_balancer_pool),
+        workloads_controller::run_workload_controllers(client.clone(), config.clone()),
         node_lifecycle::run_node_lifecycle(client, config),
     )?;
     Ok(())
