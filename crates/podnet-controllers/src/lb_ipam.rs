@@ -102,7 +102,7 @@ pub fn plan_load_balancer_ips(
     for service in &sorted {
         let key = (service.namespace.clone(), service.name.clone());
         if !service.wants_address {
-            if service.current.iter().any(|ip| usable(ip)) {
+            if service.current.iter().any(&usable) {
                 assignments.push(LbAssignment {
                     namespace: key.0,
                     name: key.1,

@@ -437,6 +437,9 @@ pub struct Change<'a> {
     pub touched_containers: BTreeMap<&'a str, Vec<(&'a str, &'a str)>>,
 }
 
+/// (container, key), value before, value after.
+type ElementChange = ((String, String), Option<String>, Option<String>);
+
 /// A conntrack deletion the applier runs after a batch (stale UDP flows).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConntrackDeletion {
@@ -630,8 +633,7 @@ impl ProxyPlanner {
             }
         }
         // Element values after the change (the first claimant in name order wins).
-        let mut element_changes: Vec<((String, String), Option<String>, Option<String>)> =
-            Vec::new();
+        let mut element_changes: Vec<ElementChange> = Vec::new();
         for element in touched_keys {
             let before = self.written_union.elements.get(&element).cloned();
             let after = self
