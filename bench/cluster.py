@@ -6,7 +6,7 @@ pods running.
 Everything runs against a throwaway cluster in its own PODNET_ROOT and is
 removed at the end, even on failure. Bounded: at most --pods pods, and every
 wait has a deadline."""
-import argparse, base64, json, os, ssl, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, shutil, base64, json, os, ssl, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 def percentile(values, p):
     ordered = sorted(values)
@@ -112,6 +112,7 @@ def main():
             results["create_to_running_p99_ms"] = round(percentile(latencies, 99), 1)
     finally:
         subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
     results["podnet_up_3_nodes_ms_median"] = statistics.median(results["podnet_up_3_nodes_ms"]) if results["podnet_up_3_nodes_ms"] else None
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)

@@ -4,7 +4,7 @@ nodes of a 2-node `podnet up` cluster, against a raw veth pair between two
 namespaces in the same run. iperf3 is the host's binary run inside the pods'
 network namespaces (nsenter), so only the network path differs. All traffic
 stays inside namespaces this script creates; everything is removed at the end."""
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, shutil, json, os, subprocess, sys, tempfile, time
 
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
@@ -86,6 +86,7 @@ def main():
         results["pod_cross_node_gbps"] = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
     finally:
         subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
     base = results["veth_pair_gbps"]
     results["same_node_vs_veth"] = round(results["pod_same_node_gbps"] / base, 3)
     results["cross_node_vs_veth"] = round(results["pod_cross_node_gbps"] / base, 3)
