@@ -111,8 +111,9 @@ def main():
             results["create_to_running_p50_ms"] = round(percentile(latencies, 50), 1)
             results["create_to_running_p99_ms"] = round(percentile(latencies, 99), 1)
     finally:
-        subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        down = subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
+        if down.returncode == 0 or not os.path.exists(os.path.join(root, name)):
+            shutil.rmtree(root, ignore_errors=True)
     results["podnet_up_3_nodes_ms_median"] = statistics.median(results["podnet_up_3_nodes_ms"]) if results["podnet_up_3_nodes_ms"] else None
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)

@@ -85,8 +85,9 @@ def main():
         results["pod_same_node_gbps"] = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
         results["pod_cross_node_gbps"] = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
     finally:
-        subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        down = subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
+        if down.returncode == 0 or not os.path.exists(os.path.join(root, name)):
+            shutil.rmtree(root, ignore_errors=True)
     base = results["veth_pair_gbps"]
     results["same_node_vs_veth"] = round(results["pod_same_node_gbps"] / base, 3)
     results["cross_node_vs_veth"] = round(results["pod_cross_node_gbps"] / base, 3)
