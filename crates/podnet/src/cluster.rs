@@ -91,13 +91,78 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn pick_api_port() -> Result<u16> {
-    if std::net::TcpListener::bind("127.0.0.1:6443").is_ok() {
+/// 6443 when it is free, else a free port the kernel picks. Another `podnet
+/// up` may take the same port before our server binds it: `up` then starts
+/// the server again on a fresh port (see [`start_server`]).
+fn pick_api_port(prefer_default: bool) -> Result<u16> {
+    if prefer_default && std::net::TcpListener::bind("127.0.0.1:6443").is_ok() {
         return Ok(6443);
     }
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
+}
+
+fn server_args(paths: &ClusterPaths, api_port: u16) -> Vec<String> {
+    vec![
+        "server".to_string(),
+        "--data-dir".to_string(),
+        paths.server_dir().display().to_string(),
+        "--listen".to_string(),
+        format!("127.0.0.1:{api_port}"),
+        "--advertise-address".to_string(),
+        format!(
+            "{}:{}",
+            topology::UNDERLAY_GATEWAY,
+            topology::GATEWAY_API_PORT
+        ),
+        "--advertise-netns".to_string(),
+        format!("/run/netns/{}", paths.underlay_netns()),
+    ]
+}
+
+/// Wait until the server has written its kubeconfig. When the server died
+/// first because its port was taken meanwhile (a concurrent `podnet up`),
+/// start it again on a fresh port and record that port in the state file.
+fn start_server_and_wait(
+    paths: &ClusterPaths,
+    state: &mut ClusterState,
+    binary: &Path,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    for _attempt in 0..5 {
+        let pid = daemon::running_pid(&paths.server_pid());
+        while Instant::now() < deadline {
+            if paths.kubeconfig().exists() {
+                return Ok(());
+            }
+            if pid.is_none_or(|pid| {
+                daemon::reap(pid);
+                !daemon::alive(pid)
+            }) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = fs::read_to_string(paths.server_log()).unwrap_or_default();
+        if Instant::now() >= deadline || !log.contains("in use") {
+            break;
+        }
+        state.api_port = pick_api_port(false)?;
+        fs::write(paths.state_file(), serde_json::to_string_pretty(&state)?)?;
+        daemon::spawn_detached(
+            binary,
+            &server_args(paths, state.api_port),
+            &paths.server_log(),
+            &paths.server_pid(),
+        )?;
+    }
+    wait_for_file(
+        &paths.kubeconfig(),
+        deadline.saturating_duration_since(Instant::now()),
+        &paths.server_log(),
+    )
 }
 
 fn own_binary() -> Result<PathBuf> {
@@ -142,8 +207,8 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         .map(|index| paths.node_name(index))
         .collect();
     let plan = topology::plan(&paths.underlay_netns(), &node_names);
-    let api_port = pick_api_port()?;
-    let state = ClusterState {
+    let api_port = pick_api_port(true)?;
+    let mut state = ClusterState {
         name: options.name.clone(),
         nodes: plan
             .nodes
@@ -162,21 +227,7 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
 
     let binary = own_binary()?;
     progress.begin(&format!("Starting the API server on 127.0.0.1:{api_port}"));
-    let server_args = vec![
-        "server".to_string(),
-        "--data-dir".to_string(),
-        paths.server_dir().display().to_string(),
-        "--listen".to_string(),
-        format!("127.0.0.1:{api_port}"),
-        "--advertise-address".to_string(),
-        format!(
-            "{}:{}",
-            topology::UNDERLAY_GATEWAY,
-            topology::GATEWAY_API_PORT
-        ),
-        "--advertise-netns".to_string(),
-        format!("/run/netns/{}", paths.underlay_netns()),
-    ];
+    let server_args = server_args(&paths, api_port);
     daemon::spawn_detached(
         &binary,
         &server_args,
@@ -193,7 +244,7 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
     progress.done();
 
     progress.begin("Waiting for the API server");
-    wait_for_file(&paths.kubeconfig(), options.wait, &paths.server_log())?;
+    start_server_and_wait(&paths, &mut state, &binary, options.wait)?;
     progress.done();
 
     progress.begin("Starting node agents");
@@ -220,7 +271,10 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
             options.cni.clone(),
         ];
         // Kept so `podnet node restart-agent` starts it again the same way.
-        fs::write(node_paths.root.join("agent.args"), serde_json::to_string(&args)?)?;
+        fs::write(
+            node_paths.root.join("agent.args"),
+            serde_json::to_string(&args)?,
+        )?;
         daemon::spawn_detached(
             &binary,
             &args,
@@ -294,15 +348,14 @@ pub fn restart_agent(cluster: &str, node: &str) -> Result<u32> {
     let paths = ClusterPaths::new(cluster);
     let node_paths = paths.node(node);
     let args_file = node_paths.root.join("agent.args");
-    let args: Vec<String> = serde_json::from_str(
-        &fs::read_to_string(&args_file).with_context(|| {
+    let args: Vec<String> =
+        serde_json::from_str(&fs::read_to_string(&args_file).with_context(|| {
             format!(
                 "reading {}: the node was created by an older podnet; recreate the cluster",
                 args_file.display()
             )
-        })?,
-    )
-    .with_context(|| format!("parsing {}", args_file.display()))?;
+        })?)
+        .with_context(|| format!("parsing {}", args_file.display()))?;
     daemon::stop(&node_paths.agent_pid(), Duration::from_secs(5))?;
     let binary = std::env::current_exe().context("locating the podnet binary")?;
     daemon::spawn_detached(

@@ -92,7 +92,7 @@ pub fn stop_pid(pid: i32, grace: Duration) -> Result<()> {
     bail!("process {pid} did not exit after SIGKILL: check `ps -p {pid}`")
 }
 
-fn reap(pid: i32) {
+pub fn reap(pid: i32) {
     use nix::sys::wait::{waitpid, WaitPidFlag};
     let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }
