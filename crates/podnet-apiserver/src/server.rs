@@ -371,12 +371,11 @@ fn stored_table_response(
     }
     body.truncate(body.len() - 2);
     for (index, item) in listed.stored.iter().enumerate() {
-        let obj = decode_stored(item)?;
-        let mut one = table::table(target.info, std::slice::from_ref(&obj), now, include, false);
+        let row = table::row(target.info, decode_stored(item)?, now, include);
         if index > 0 {
             body.push(b',');
         }
-        serde_json::to_writer(&mut body, &one["rows"][0].take()).expect("JSON values serialize");
+        serde_json::to_writer(&mut body, &row).expect("JSON values serialize");
     }
     body.extend_from_slice(b"]}");
     Ok(Response::builder()

@@ -77,6 +77,39 @@ pub fn table(
     })
 }
 
+/// One row of [`table`] for an object the caller no longer needs: its
+/// metadata (or the whole object) moves into the row instead of being
+/// copied. Large lists are rendered row by row with it.
+pub fn row(
+    info: &ResourceInfo,
+    mut object: Value,
+    now: jiff::Timestamp,
+    include: IncludeObject,
+) -> Value {
+    let printer = printer_for(info);
+    let cells = (printer.cells)(&object, now);
+    let mut row = json!({"cells": cells});
+    if let Some(conditions) = row_conditions(info, &object) {
+        row["conditions"] = conditions;
+    }
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            let metadata = object
+                .get_mut("metadata")
+                .map(Value::take)
+                .unwrap_or_else(|| json!({}));
+            row["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+            });
+        }
+        IncludeObject::Object => row["object"] = object,
+    }
+    row
+}
+
 /// Upstream's `duration.HumanDuration`: at most two units, coarser with age.
 pub fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
@@ -1359,6 +1392,32 @@ const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
 fn default_cells(object: &Value, now: jiff::Timestamp) -> Vec<Value> {
     vec![name(object), age(object, now)]
+}
+
+#[cfg(test)]
+mod row_tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_the_row_of_a_one_object_table() {
+        let pods = crate::registry::find("", "v1", "pods").unwrap();
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"},
+                         "creationTimestamp": "2025-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.244.0.5"},
+        });
+        let now = jiff::Timestamp::from_second(1_735_689_700).unwrap();
+        for include in [
+            IncludeObject::None,
+            IncludeObject::Metadata,
+            IncludeObject::Object,
+        ] {
+            let whole = table(pods, std::slice::from_ref(&pod), now, include, false);
+            assert_eq!(row(pods, pod.clone(), now, include), whole["rows"][0]);
+        }
+    }
 }
 
 #[cfg(test)]
