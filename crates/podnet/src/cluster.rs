@@ -227,7 +227,7 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
 
     let binary = own_binary()?;
     progress.begin(&format!("Starting the API server on 127.0.0.1:{api_port}"));
-    let server_args = server_args(&paths, api_port);
+    let server_args = server_args(paths, api_port);
     daemon::spawn_detached(
         &binary,
         &server_args,
@@ -244,7 +244,7 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
     progress.done();
 
     progress.begin("Waiting for the API server");
-    start_server_and_wait(&paths, &mut state, &binary, options.wait)?;
+    start_server_and_wait(paths, &mut state, &binary, options.wait)?;
     progress.done();
 
     progress.begin("Starting node agents");

@@ -362,7 +362,9 @@ fn logs_exec_attach_port_forward_run_and_the_node_view() {
 
     // logs -f follows until the container exits.
     cluster.wait_for("counter started", Duration::from_secs(30), || {
-        cluster.pod_field("counter", "{.status.containerStatuses[0].state.running}") != ""
+        !cluster
+            .pod_field("counter", "{.status.containerStatuses[0].state.running}")
+            .is_empty()
     });
     let followed = cluster.kubectl_ok(&["logs", "-f", "counter"]);
     assert_eq!(
