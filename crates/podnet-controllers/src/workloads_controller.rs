@@ -261,6 +261,51 @@ impl WorkloadsLoop {
             })
     }
 
+    /// Creates `pods` for the workload `key` (`kind` names it in errors) and
+    /// remembers the created names until the watch shows them, so a stale
+    /// cache never creates them twice. Every create is tried; the first error
+    /// is returned.
+    async fn create_pods_expecting(
+        &mut self,
+        key: &Key,
+        pod_api: &Api<Pod>,
+        kind: &str,
+        pods: Vec<Pod>,
+    ) -> Result<(), ControllerError> {
+        let (_, namespace, name) = key;
+        let mut first_error = None;
+        for result in create_pods(pod_api, pods).await {
+            match result {
+                Ok(pod_name) => {
+                    self.expect(key).pods_added.insert(pod_name);
+                }
+                Err(error) => {
+                    first_error.get_or_insert(ControllerError::api(
+                        format!("create pod for {kind} {namespace}/{name}"),
+                        error,
+                    ));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes the named pods of the workload `key` and remembers them until
+    /// the watch shows them gone.
+    async fn delete_pods_expecting(
+        &mut self,
+        key: &Key,
+        pod_api: &Api<Pod>,
+        pod_names: &[String],
+    ) -> Result<(), ControllerError> {
+        let namespace = &key.1;
+        for pod_name in pod_names {
+            delete_pod(pod_api, namespace, pod_name).await?;
+            self.expect(key).pods_gone.insert(pod_name.clone());
+        }
+        Ok(())
+    }
+
     async fn sync_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         if dirty.is_empty() {
@@ -338,48 +383,14 @@ impl WorkloadsLoop {
                 .and_then(|s| s.template.clone())
                 .unwrap_or_default();
             let pod = pod_from_template(&template, owner.clone(), namespace, &format!("{name}-"));
-            let created = create_pods(&pod_api, vec![pod; plan.create]).await;
-            let mut first_error = None;
-            for result in created {
-                match result {
-                    Ok(name) => {
-                        self.expect(key).pods_added.insert(name);
-                    }
-                    Err(error) => {
-                        first_error.get_or_insert(ControllerError::api(
-                            format!("create pod for replicaset {namespace}/{name}"),
-                            error,
-                        ));
-                    }
-                }
-            }
-            if let Some(error) = first_error {
-                return Err(error);
-            }
+            self.create_pods_expecting(key, &pod_api, "replicaset", vec![pod; plan.create])
+                .await?;
         }
-        for pod_name in &plan.delete {
-            delete_pod(&pod_api, namespace, pod_name).await?;
-            self.expect(key).pods_gone.insert(pod_name.clone());
-        }
+        self.delete_pods_expecting(key, &pod_api, &plan.delete)
+            .await?;
         if !same_status(rs.status.as_ref(), &plan.status) {
             let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), namespace);
-            match api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": plan.status})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if is_api_status(&error, 404) => {}
-                Err(error) => {
-                    return Err(ControllerError::api(
-                        format!("update status of replicaset {namespace}/{name}"),
-                        error,
-                    ))
-                }
-            }
+            patch_status_unless_gone(&api, "replicaset", namespace, name, &plan.status).await?;
         }
         if let Some(after) = plan.recheck_after {
             self.delayed.push((Instant::now() + after, key.clone()));
@@ -589,23 +600,8 @@ impl WorkloadsLoop {
                 })?;
         }
         if !same_status(deployment.status.as_ref(), &plan.status) {
-            match deploy_api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": plan.status})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if is_api_status(&error, 404) => {}
-                Err(error) => {
-                    return Err(ControllerError::api(
-                        format!("update status of deployment {namespace}/{name}"),
-                        error,
-                    ))
-                }
-            }
+            patch_status_unless_gone(&deploy_api, "deployment", namespace, name, &plan.status)
+                .await?;
         }
         Ok(())
     }
@@ -654,46 +650,13 @@ impl WorkloadsLoop {
                 pod_from_template(&template, owner.clone(), namespace, &format!("{name}-"))
             })
             .collect();
-        let mut first_error = None;
-        for result in create_pods(&pod_api, new_pods).await {
-            match result {
-                Ok(pod_name) => {
-                    self.expect(key).pods_added.insert(pod_name);
-                }
-                Err(error) => {
-                    first_error.get_or_insert(ControllerError::api(
-                        format!("create pod for daemonset {namespace}/{name}"),
-                        error,
-                    ));
-                }
-            }
-        }
-        if let Some(error) = first_error {
-            return Err(error);
-        }
-        for pod_name in &plan.delete {
-            delete_pod(&pod_api, namespace, pod_name).await?;
-            self.expect(key).pods_gone.insert(pod_name.clone());
-        }
+        self.create_pods_expecting(key, &pod_api, "daemonset", new_pods)
+            .await?;
+        self.delete_pods_expecting(key, &pod_api, &plan.delete)
+            .await?;
         if !same_status(ds.status.as_ref(), &plan.status) {
             let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
-            match api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": plan.status})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(error) if is_api_status(&error, 404) => {}
-                Err(error) => {
-                    return Err(ControllerError::api(
-                        format!("update status of daemonset {namespace}/{name}"),
-                        error,
-                    ))
-                }
-            }
+            patch_status_unless_gone(&api, "daemonset", namespace, name, &plan.status).await?;
         }
         if let Some(after) = plan.recheck_after {
             self.delayed.push((Instant::now() + after, key.clone()));
@@ -721,6 +684,31 @@ async fn delete_pod(api: &Api<Pod>, namespace: &str, name: &str) -> Result<(), C
         Err(error) if is_api_status(&error, 404) => Ok(()),
         Err(error) => Err(ControllerError::api(
             format!("delete pod {namespace}/{name}"),
+            error,
+        )),
+    }
+}
+
+/// Merge-patches a workload's status; a workload deleted meanwhile is fine.
+async fn patch_status_unless_gone<K>(
+    api: &Api<K>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), ControllerError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({ "status": status });
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if is_api_status(&error, 404) => Ok(()),
+        Err(error) => Err(ControllerError::api(
+            format!("update status of {kind} {namespace}/{name}"),
             error,
         )),
     }
