@@ -120,6 +120,22 @@ impl Env {
         self.cluster
             .kubectl(&["exec", pod, "--", "sh", "-c", script])
     }
+    /// `kubectl exec POD -- sh -c SCRIPT` on a thread, for traffic that must
+    /// keep flowing while the test changes the cluster.
+    fn exec_in_background(&self, pod: &str, script: String) -> std::thread::JoinHandle<Output> {
+        let kubeconfig = self.cluster.kubeconfig.clone();
+        let cache = self.cluster.kube_cache.path().to_path_buf();
+        let pod = pod.to_string();
+        std::thread::spawn(move || {
+            std::process::Command::new("kubectl")
+                .env("KUBECACHEDIR", cache)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(["exec", &pod, "--", "sh", "-c", &script])
+                .output()
+                .expect("run kubectl")
+        })
+    }
     fn exec_text(&self, pod: &str, script: &str) -> String {
         let output = self.exec(pod, script);
         format!(
@@ -724,21 +740,12 @@ fn service_keeps_working_across_an_agent_restart_and_reconverges() {
     env.get_until("client", &url, "before restart", |a| a == "stay");
     // A connection established before the restart keeps working: a slow
     // request stream through the service spans the restart.
-    let long = std::thread::spawn({
-        let kubeconfig = env.cluster.kubeconfig.clone();
-        let url = url.clone();
-        move || {
-            std::process::Command::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .args(["exec", "client", "--", "sh", "-c"])
-                .arg(format!(
-                    "i=0; while [ $i -lt 20 ]; do timeout 3 wget -qO- {url} || echo FAILED; sleep 0.2; i=$((i+1)); done"
-                ))
-                .output()
-                .unwrap()
-        }
-    });
+    let long = env.exec_in_background(
+        "client",
+        format!(
+            "i=0; while [ $i -lt 20 ]; do timeout 3 wget -qO- {url} || echo FAILED; sleep 0.2; i=$((i+1)); done"
+        ),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let restarted = env.cluster.restart_agent(&env.node(2));
     assert!(
@@ -774,21 +781,12 @@ fn deleting_a_backend_removes_it_quickly_and_no_request_fails() {
     check_spread(&env, &ip);
     let victim_ip = pod_ip(&env.cluster, "web2");
     assert!(env.nft(2).contains(&victim_ip));
-    let traffic = std::thread::spawn({
-        let kubeconfig = env.cluster.kubeconfig.clone();
-        let url = url.clone();
-        move || {
-            std::process::Command::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .args(["exec", "client", "--", "sh", "-c"])
-                .arg(format!(
-                    "i=0; while [ $i -lt 150 ]; do timeout 3 wget -qO- {url} 2>&1 || echo FAILED; sleep 0.02; i=$((i+1)); done"
-                ))
-                .output()
-                .unwrap()
-        }
-    });
+    let traffic = env.exec_in_background(
+        "client",
+        format!(
+            "i=0; while [ $i -lt 150 ]; do timeout 3 wget -qO- {url} 2>&1 || echo FAILED; sleep 0.02; i=$((i+1)); done"
+        ),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     env.cluster
@@ -901,21 +899,12 @@ spec:
     let ip = env.cluster_ip("roll");
     let url = format!("http://{ip}/");
     env.get_until("client", &url, "roll serving", |a| a == "roll");
-    let traffic = std::thread::spawn({
-        let kubeconfig = env.cluster.kubeconfig.clone();
-        let url = url.clone();
-        move || {
-            std::process::Command::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(kubeconfig)
-                .args(["exec", "client", "--", "sh", "-c"])
-                .arg(format!(
-                    "end=$(($(date +%s)+25)); while [ $(date +%s) -lt $end ]; do timeout 3 wget -qO- {url} 2>&1 || echo FAILED; sleep 0.05; done"
-                ))
-                .output()
-                .unwrap()
-        }
-    });
+    let traffic = env.exec_in_background(
+        "client",
+        format!(
+            "end=$(($(date +%s)+25)); while [ $(date +%s) -lt $end ]; do timeout 3 wget -qO- {url} 2>&1 || echo FAILED; sleep 0.05; done"
+        ),
+    );
     std::thread::sleep(Duration::from_secs(1));
     env.cluster
         .kubectl_ok(&["rollout", "restart", "deployment", "roll"]);
