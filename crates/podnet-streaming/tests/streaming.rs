@@ -398,6 +398,15 @@ async fn websocket_attach_reports_success_whatever_the_exit_code() {
 
 /// Upgrades a unix connection to SPDY/3.1 the way client-go does and
 /// returns the session and the negotiated protocol.
+/// Opens a stream of the given `streamType`, as client-go does, and waits
+/// for the server's reply.
+async fn open_stream(session: &SpdySession, stream_type: &str) -> SpdyStream {
+    session
+        .open(HeaderList::from_pairs([("streamType", stream_type)]))
+        .await
+        .unwrap()
+}
+
 async fn spdy_upgrade(
     server: &TestServer,
     path_and_query: &str,
@@ -456,22 +465,10 @@ async fn spdy_exec_like_kubectl_1_27() {
     assert_eq!(negotiated, "v4.channel.k8s.io");
     // client-go opens error, stdin, stdout, stderr in this order, each
     // after the reply to the previous one.
-    let mut error = session
-        .open(HeaderList::from_pairs([("streamType", "error")]))
-        .await
-        .unwrap();
-    let stdin = session
-        .open(HeaderList::from_pairs([("streamType", "stdin")]))
-        .await
-        .unwrap();
-    let mut stdout = session
-        .open(HeaderList::from_pairs([("streamType", "stdout")]))
-        .await
-        .unwrap();
-    let mut stderr = session
-        .open(HeaderList::from_pairs([("streamType", "stderr")]))
-        .await
-        .unwrap();
+    let mut error = open_stream(&session, "error").await;
+    let stdin = open_stream(&session, "stdin").await;
+    let mut stdout = open_stream(&session, "stdout").await;
+    let mut stderr = open_stream(&session, "stderr").await;
     // More than the default 64 KiB window, to prove output is not stalled by
     // a client that never sends WINDOW_UPDATE.
     let big_input: Vec<u8> = (0..200_000u32)
@@ -509,22 +506,10 @@ async fn spdy_exec_with_tty_resize_and_v3_plain_text_errors() {
     )
     .await;
     assert_eq!(negotiated, "v3.channel.k8s.io");
-    let mut error = session
-        .open(HeaderList::from_pairs([("streamType", "error")]))
-        .await
-        .unwrap();
-    let stdin = session
-        .open(HeaderList::from_pairs([("streamType", "stdin")]))
-        .await
-        .unwrap();
-    let mut stdout = session
-        .open(HeaderList::from_pairs([("streamType", "stdout")]))
-        .await
-        .unwrap();
-    let resize = session
-        .open(HeaderList::from_pairs([("streamType", "resize")]))
-        .await
-        .unwrap();
+    let mut error = open_stream(&session, "error").await;
+    let stdin = open_stream(&session, "stdin").await;
+    let mut stdout = open_stream(&session, "stdout").await;
+    let resize = open_stream(&session, "resize").await;
     resize.send(br#"{"Width":90,"Height":30}"#).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     stdin.send(b"x\n").await.unwrap();
