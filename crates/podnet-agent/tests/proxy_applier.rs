@@ -224,6 +224,33 @@ fn map_elements(json: &serde_json::Value, map: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// An applier for the node namespace `netns`, with the node prepared
+/// (sysctls, service route) as the agent does at start.
+fn prepared_applier(netns: &Netns, mode: ProxyMode) -> ProxyApplier {
+    let applier = ProxyApplier {
+        netns: netns.path.clone(),
+        mode,
+    };
+    applier
+        .prepare_node(
+            "172.18.0.2".parse().unwrap(),
+            "10.96.0.0/12".parse().unwrap(),
+        )
+        .unwrap();
+    applier
+}
+
+/// The distinct backends that answer `count` connections to `address`.
+fn backends_answering(
+    netns: &Netns,
+    address: &str,
+    count: usize,
+) -> std::collections::BTreeSet<String> {
+    (0..count)
+        .map(|_| connect(netns, address).unwrap())
+        .collect()
+}
+
 #[test]
 fn nftables_applier_programs_dnat_reject_and_updates_incrementally() {
     if !is_root() {
@@ -233,16 +260,7 @@ fn nftables_applier_programs_dnat_reject_and_updates_incrementally() {
     let netns = Netns::new("nft");
     serve(&netns, "10.244.1.5");
     serve(&netns, "10.244.1.6");
-    let applier = ProxyApplier {
-        netns: netns.path.clone(),
-        mode: ProxyMode::Nftables,
-    };
-    applier
-        .prepare_node(
-            "172.18.0.2".parse().unwrap(),
-            "10.96.0.0/12".parse().unwrap(),
-        )
-        .unwrap();
+    let applier = prepared_applier(&netns, ProxyMode::Nftables);
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let web = service("web", "10.96.0.20", 80, Some(30080));
     set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
@@ -317,10 +335,7 @@ fn nftables_applier_programs_dnat_reject_and_updates_incrementally() {
     assert!(!chain_names(&json)
         .iter()
         .any(|c| c.contains("default/empty/")));
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..40 {
-        seen.insert(connect(&netns, "10.96.0.20:80").unwrap());
-    }
+    let seen = backends_answering(&netns, "10.96.0.20:80", 40);
     assert_eq!(seen.len(), 2, "both endpoints are chosen: {seen:?}");
 }
 
@@ -333,16 +348,7 @@ fn nftables_session_affinity_sticks_to_one_endpoint() {
     let netns = Netns::new("aff");
     serve(&netns, "10.244.1.5");
     serve(&netns, "10.244.1.6");
-    let applier = ProxyApplier {
-        netns: netns.path.clone(),
-        mode: ProxyMode::Nftables,
-    };
-    applier
-        .prepare_node(
-            "172.18.0.2".parse().unwrap(),
-            "10.96.0.0/12".parse().unwrap(),
-        )
-        .unwrap();
+    let applier = prepared_applier(&netns, ProxyMode::Nftables);
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let mut web = service("web", "10.96.0.20", 80, None);
     web.affinity_timeout_seconds = Some(60);
@@ -363,10 +369,7 @@ fn nftables_session_affinity_sticks_to_one_endpoint() {
         &[slice("web", &["10.244.1.5", "10.244.1.6"])],
     );
     apply(&applier, &mut planner);
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..40 {
-        seen.insert(connect(&netns, "10.96.0.20:80").unwrap());
-    }
+    let seen = backends_answering(&netns, "10.96.0.20:80", 40);
     assert_eq!(seen.len(), 2, "affinity off spreads again: {seen:?}");
 }
 
@@ -379,16 +382,7 @@ fn iptables_applier_uses_kube_proxy_chains_and_removes_strays() {
     let netns = Netns::new("ipt");
     serve(&netns, "10.244.1.5");
     serve(&netns, "10.244.1.6");
-    let applier = ProxyApplier {
-        netns: netns.path.clone(),
-        mode: ProxyMode::Iptables,
-    };
-    applier
-        .prepare_node(
-            "172.18.0.2".parse().unwrap(),
-            "10.96.0.0/12".parse().unwrap(),
-        )
-        .unwrap();
+    let applier = prepared_applier(&netns, ProxyMode::Iptables);
     // A stray chain of a previous run.
     netns.run(
         "iptables",
