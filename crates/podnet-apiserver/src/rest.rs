@@ -24,6 +24,22 @@ pub const BOOTSTRAP_NAMESPACES: &[&str] =
 const MODIFIED_MESSAGE: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
 
+/// As upstream's GuaranteedUpdate: a read-modify-write that lost a race with
+/// another writer (e.g. the agent posting pod status) is tried again on the
+/// newer object, so only explicit preconditions end in 409.
+fn retry_lost_write_races(
+    mut attempt: impl FnMut() -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
+    const ATTEMPTS: usize = 16;
+    for _ in 1..ATTEMPTS {
+        match attempt() {
+            Err(ApiError::Conflict { message, .. }) if message == MODIFIED_MESSAGE => {}
+            other => return other,
+        }
+    }
+    attempt()
+}
+
 /// How unknown fields are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldValidation {
@@ -971,14 +987,7 @@ impl Rest {
         options: &WriteOptions,
         force: bool,
     ) -> Result<Reply, ApiError> {
-        const ATTEMPTS: usize = 8;
-        let mut attempt = 1;
-        loop {
-            match self.patch_once(target, name, patch_type, body, options, force) {
-                Err(ApiError::Conflict { .. }) if attempt < ATTEMPTS => attempt += 1,
-                result => return result,
-            }
-        }
+        retry_lost_write_races(|| self.patch_once(target, name, patch_type, body, options, force))
     }
 
     fn patch_once(
@@ -1248,20 +1257,7 @@ impl Rest {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Reply, ApiError> {
-        // As upstream's GuaranteedUpdate: a write that lost a race with
-        // another writer (e.g. the agent posting pod status) is retried on
-        // the newer object; only explicit preconditions answer 409.
-        let mut attempts = 0;
-        loop {
-            match self.delete_once(target, name, options) {
-                Err(ApiError::Conflict { message, .. })
-                    if message == MODIFIED_MESSAGE && attempts < 16 =>
-                {
-                    attempts += 1;
-                }
-                other => return other,
-            }
-        }
+        retry_lost_write_races(|| self.delete_once(target, name, options))
     }
 
     fn delete_once(
