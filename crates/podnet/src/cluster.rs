@@ -131,38 +131,74 @@ fn start_server_and_wait(
     timeout: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    for _attempt in 0..5 {
+    let mut restarts = 0;
+    loop {
         let pid = daemon::running_pid(&paths.server_pid());
-        while Instant::now() < deadline {
-            if paths.kubeconfig().exists() {
-                return Ok(());
-            }
-            if pid.is_none_or(|pid| {
+        let server_alive = || {
+            pid.is_some_and(|pid| {
                 daemon::reap(pid);
-                !daemon::alive(pid)
-            }) {
-                break;
+                daemon::alive(pid)
+            })
+        };
+        match wait_for_server(paths, deadline, server_alive) {
+            ServerWait::Ready => return Ok(()),
+            ServerWait::Exited(log) if log.contains("in use") && restarts < 5 => {
+                restarts += 1;
+                state.api_port = pick_api_port(false)?;
+                fs::write(paths.state_file(), serde_json::to_string_pretty(&state)?)?;
+                daemon::spawn_detached(
+                    binary,
+                    &server_args(paths, state.api_port),
+                    &paths.server_log(),
+                    &paths.server_pid(),
+                )?;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            ServerWait::Exited(log) => bail!(
+                "the API server exited before writing {}; last lines of {}:\n{}",
+                paths.kubeconfig().display(),
+                paths.server_log().display(),
+                last_lines(&log, 20)
+            ),
+            ServerWait::TimedOut(log) => bail!(
+                "{} did not appear within {timeout:?}; last lines of {}:\n{}",
+                paths.kubeconfig().display(),
+                paths.server_log().display(),
+                last_lines(&log, 20)
+            ),
         }
-        let log = fs::read_to_string(paths.server_log()).unwrap_or_default();
-        if Instant::now() >= deadline || !log.contains("in use") {
-            break;
-        }
-        state.api_port = pick_api_port(false)?;
-        fs::write(paths.state_file(), serde_json::to_string_pretty(&state)?)?;
-        daemon::spawn_detached(
-            binary,
-            &server_args(paths, state.api_port),
-            &paths.server_log(),
-            &paths.server_pid(),
-        )?;
     }
-    wait_for_file(
-        &paths.kubeconfig(),
-        deadline.saturating_duration_since(Instant::now()),
-        &paths.server_log(),
-    )
+}
+
+/// How waiting for the server's kubeconfig ended (with the server log).
+enum ServerWait {
+    Ready,
+    Exited(String),
+    TimedOut(String),
+}
+
+fn wait_for_server(
+    paths: &ClusterPaths,
+    deadline: Instant,
+    server_alive: impl Fn() -> bool,
+) -> ServerWait {
+    let log = || fs::read_to_string(paths.server_log()).unwrap_or_default();
+    loop {
+        if paths.kubeconfig().exists() {
+            return ServerWait::Ready;
+        }
+        if !server_alive() {
+            return ServerWait::Exited(log());
+        }
+        if Instant::now() >= deadline {
+            return ServerWait::TimedOut(log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
 }
 
 fn own_binary() -> Result<PathBuf> {
@@ -320,25 +356,6 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
     eprintln!("  podnet node exec {} -- ip netns", node_names[0]);
     eprintln!("  podnet down --name {}", options.name);
     Ok(())
-}
-
-fn wait_for_file(path: &Path, timeout: Duration, log: &Path) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if path.exists() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let tail = fs::read_to_string(log).unwrap_or_default();
-    let tail: Vec<&str> = tail.lines().rev().take(20).collect();
-    bail!(
-        "{} did not appear within {:?}; last lines of {}:\n{}",
-        path.display(),
-        timeout,
-        log.display(),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
 }
 
 /// Stop a node's agent (SIGTERM, by its recorded PID; a dead one is fine)
