@@ -8,6 +8,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --workspace --bins
 # The end-to-end tests start the podnet binary built above.
 export PODNET_BIN="$PWD/target/debug/podnet"
+# Root-only and end-to-end tests fail instead of skipping when something they
+# need is missing, so a green run means they really ran.
+export PODNET_REQUIRE_PRIVILEGED_TESTS=1
 export PATH="$PWD/target/debug:$PATH"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --test-threads 4 "$@"

@@ -19,6 +19,10 @@ fn can_run() -> bool {
     let root = nix::unistd::Uid::effective().is_root();
     let nft = Command::new("nft").arg("--version").output().is_ok();
     if !(root && nft) {
+        assert!(
+            std::env::var_os("PODNET_REQUIRE_PRIVILEGED_TESTS").is_none(),
+            "needs root and nft (PODNET_REQUIRE_PRIVILEGED_TESTS is set)"
+        );
         eprintln!("skipping: needs root and nft");
     }
     root && nft

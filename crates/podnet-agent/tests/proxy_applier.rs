@@ -15,8 +15,15 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+/// Root, or a skip; under the project's test command (which sets
+/// PODNET_REQUIRE_PRIVILEGED_TESTS) not being root is a failure.
 fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
+    let root = nix::unistd::Uid::effective().is_root();
+    assert!(
+        root || std::env::var_os("PODNET_REQUIRE_PRIVILEGED_TESTS").is_none(),
+        "needs root (PODNET_REQUIRE_PRIVILEGED_TESTS is set)"
+    );
+    root
 }
 
 /// A named namespace removed on drop.

@@ -107,11 +107,14 @@ impl Drop for TestUpstream {
 
 fn can_run_dns() -> bool {
     can_run()
-        && Command::new("sh")
-            .args(["-c", "command -v unbound"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        && skip_unless(
+            Command::new("sh")
+                .args(["-c", "command -v unbound"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false),
+            "needs unbound (the test's upstream resolver)",
+        )
 }
 
 struct DnsCluster {

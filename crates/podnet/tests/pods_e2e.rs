@@ -882,8 +882,10 @@ fn reference_cni_plugins_run_pods_that_reach_each_other() {
     if !can_run() {
         return;
     }
-    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
-        eprintln!("skipping: the reference plugins are not in /usr/lib/cni");
+    if !skip_unless(
+        std::path::Path::new("/usr/lib/cni/bridge").exists(),
+        "the reference plugins are not in /usr/lib/cni",
+    ) {
         return;
     }
     let cluster = Cluster::up("e2er", 2, &["--cni", "reference"]);

@@ -90,6 +90,13 @@ impl TestNetns {
 }
 
 /// True when running as root (these tests need CAP_NET_ADMIN and mounts).
+/// Under the project's test command (PODNET_REQUIRE_PRIVILEGED_TESTS set) not
+/// being root is a failure rather than a skip.
 pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
+    let root = nix::unistd::Uid::effective().is_root();
+    assert!(
+        root || std::env::var_os("PODNET_REQUIRE_PRIVILEGED_TESTS").is_none(),
+        "needs root (PODNET_REQUIRE_PRIVILEGED_TESTS is set)"
+    );
+    root
 }
