@@ -334,17 +334,28 @@ fn agent_log(path: PathBuf, options: LogOptions) -> BoxedReader {
         if !options.follow {
             return;
         }
-        let mut offset = text.len();
+        // Follow: keep the file open and read only what is appended.
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let Ok(mut file) = tokio::fs::File::open(&path).await else {
+            return;
+        };
+        if file
+            .seek(std::io::SeekFrom::Start(text.len() as u64))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut buffer = vec![0u8; 16 * 1024];
         loop {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let Ok(now) = tokio::fs::read(&path).await else {
-                return;
-            };
-            if now.len() > offset {
-                if writer.write_all(&now[offset..]).await.is_err() {
-                    return;
+            match file.read(&mut buffer).await {
+                Ok(0) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                Ok(n) => {
+                    if writer.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
                 }
-                offset = now.len();
+                Err(_) => return,
             }
         }
     });
