@@ -248,6 +248,24 @@ fn rootfs_of(container_dir: &Path) -> PathBuf {
     container_dir.join("bundle/rootfs")
 }
 
+/// Removes container directories that have no `container.json`: a process
+/// that died between mounting a rootfs and writing the record left them, and
+/// nothing else would ever find them (lists skip record-less directories as
+/// "being created"). Called when a runtime starts, before it creates anything,
+/// so no creation of its own can be in flight.
+fn sweep_unrecorded_containers(containers: &Path) -> Result<()> {
+    let entries = fs::read_dir(containers).map_err(io_error("read directory", containers))?;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !dir.is_dir() || dir.join(state::RECORD_FILE).exists() {
+            continue;
+        }
+        unmount_all(&rootfs_of(&dir))?;
+        fs::remove_dir_all(&dir).map_err(io_error("delete", &dir))?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// Creates the runtime's directories.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
@@ -258,6 +276,7 @@ impl Runtime {
         ] {
             fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         }
+        sweep_unrecorded_containers(&config.state_dir.join("containers"))?;
         Ok(Runtime { config })
     }
 

@@ -737,3 +737,42 @@ async fn tty_containers_log_console_output_and_accept_attach_input() {
     let log = fixture.log_text("console");
     assert!(log.contains("stdout F got-hi"), "{log}");
 }
+
+#[test]
+fn a_new_runtime_removes_rootfs_mounts_left_without_a_record_by_a_crash() {
+    let root = tempfile::tempdir().unwrap();
+    let images = ImageStore::open(root.path().join("images")).unwrap();
+    let config = RuntimeConfig::for_node(
+        &root.path().join("node"),
+        images,
+        PathBuf::from(env!("CARGO_BIN_EXE_podnet-runtime-shim")),
+    );
+    let containers = config.state_dir.join("containers");
+    drop(Runtime::new(config.clone()).unwrap());
+    // A process died after mounting this rootfs, before writing container.json.
+    let orphan = containers.join("orphan");
+    let rootfs = orphan.join("bundle/rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &rootfs,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    // A recorded container is the runtime's to manage, never swept.
+    let recorded = containers.join("recorded");
+    std::fs::create_dir_all(&recorded).unwrap();
+    std::fs::write(recorded.join("container.json"), "{}").unwrap();
+
+    let runtime = Runtime::new(config);
+    let left = mounts_mentioning(&orphan);
+    if !left.is_empty() {
+        let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+    }
+    runtime.unwrap();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(!orphan.exists());
+    assert!(recorded.join("container.json").exists());
+}
