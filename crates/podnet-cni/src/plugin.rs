@@ -240,10 +240,19 @@ fn attach(
     ip: Ipv4Addr,
     gateway: Ipv4Addr,
 ) -> Result<(podnet_netlink::Link, podnet_netlink::Link), CniError> {
-    // A veth of ours with this name is the remnant of an ADD that crashed
-    // half-way (its pod end is gone, or we would have failed above).
-    node.delete_link(host_veth)?;
-    node.create_veth_pair(host_veth, ifname, netns, config.mtu)?;
+    match node.create_veth_pair(host_veth, ifname, netns, config.mtu) {
+        Ok(()) => {}
+        // A veth of ours with this name is the remnant of an ADD that crashed
+        // half-way (its pod end is gone, or we would have failed above).
+        // Looked for only when the name is taken: a lookup per ADD costs.
+        Err(podnet_netlink::NetlinkError::Kernel { source, .. })
+            if source.raw_os_error() == Some(libc::EEXIST) =>
+        {
+            node.delete_link(host_veth)?;
+            node.create_veth_pair(host_veth, ifname, netns, config.mtu)?;
+        }
+        Err(error) => return Err(error.into()),
+    }
     node.set_link_master(host_veth, &config.bridge)?;
     if config.hairpin_mode {
         node.set_bridge_port_hairpin(host_veth, true)?;

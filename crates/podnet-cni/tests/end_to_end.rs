@@ -338,3 +338,37 @@ fn podnet_cni_rolls_back_when_the_range_is_exhausted_and_reuses_released_address
         .unwrap();
     assert_eq!(fixture.reservations(), Vec::<String>::new());
 }
+
+#[test]
+fn podnet_cni_add_replaces_a_host_veth_left_by_a_crashed_add() {
+    let fixture = NodeFixture::new(PluginSet::Podnet);
+    let pod = fixture.pod_netns("cni-pod-remnant");
+    // What an ADD that died after creating the pair leaves once its pod end
+    // is gone: a host-side veth with the attachment's name (its peer here is
+    // a stand-in kept in the node namespace).
+    let host_veth = podnet_cni::plugin::host_veth_name("remnant", "eth0");
+    let node = fixture.node_handle();
+    node.create_veth_pair(
+        &host_veth,
+        "remnant-peer",
+        fixture.node_netns.as_ref().unwrap().path(),
+        None,
+    )
+    .unwrap();
+    let remnant_index = node.require_link(&host_veth).unwrap().index;
+    let result = fixture
+        .invoker
+        .add("remnant", pod.path(), "eth0", &args("remnant"))
+        .unwrap();
+    let replaced = node.require_link(&host_veth).unwrap();
+    assert_ne!(replaced.index, remnant_index, "the remnant was replaced");
+    assert!(node.link_by_name("remnant-peer").unwrap().is_none());
+    assert_eq!(fixture.veths_on_bridge(), vec![host_veth.clone()]);
+    assert!(fixture.ping_from_node(&pod_address(&result)));
+    fixture
+        .invoker
+        .del("remnant", Some(pod.path()), "eth0", &args("remnant"))
+        .unwrap();
+    assert!(fixture.veths_on_bridge().is_empty());
+    assert!(fixture.reservations().is_empty());
+}
