@@ -114,6 +114,15 @@ pub trait ContainerBackend: Send + Sync + 'static {
     fn ensure_image(&self, reference: &str) -> Result<ImageInfo, String>;
     fn start(&self, launch: &ContainerLaunch) -> Result<String, String>;
     fn list(&self) -> Result<Vec<RuntimeContainer>, String>;
+    /// The containers of one pod; runtimes that can should answer without
+    /// looking at other pods' containers (a pod sync must not cost O(pods)).
+    fn list_pod(&self, pod_uid: &str) -> Result<Vec<RuntimeContainer>, String> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|c| c.pod_uid == pod_uid)
+            .collect())
+    }
     fn stop(&self, id: &str, grace: Duration, signal: Option<&str>) -> Result<(), String>;
     /// Idempotent.
     fn remove(&self, id: &str) -> Result<(), String>;

@@ -58,8 +58,14 @@ fn host_facts() -> (String, String, u64, u64) {
     (kernel, os_image, cpus, memory_kib)
 }
 
-/// The runc version string for the node info (`runc://1.1.5`).
+/// The runc version string for the node info (`runc://1.1.5`), asked once
+/// per agent process rather than on every heartbeat.
 fn runtime_version() -> String {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(ask_runtime_version).clone()
+}
+
+fn ask_runtime_version() -> String {
     std::process::Command::new("runc")
         .arg("--version")
         .output()

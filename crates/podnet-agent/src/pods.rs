@@ -41,6 +41,27 @@ pub struct PodManager {
     sync_trigger: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
     /// NetworkPolicy engine: a pod's rules are programmed before its containers start.
     pub netpol: std::sync::OnceLock<Arc<crate::netpol::NetpolEngine>>,
+    /// Bounds how many syncs create sandboxes or start containers at once.
+    /// A sync keeps its slot until it ends, and slots are handed out in
+    /// request order, so a burst of new pods starts in arrival order and
+    /// each pod finishes early instead of all of them sharing the CPU and
+    /// finishing together.
+    start_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A sync's hold on one of [`PodManager`]'s start slots, taken the first
+/// time the sync needs to create something.
+type StartSlot = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// How many syncs may create sandboxes and start containers at once: enough
+/// to overlap the waits of one (runc, CNI plugin processes) with the work of
+/// another, few enough that the node's cores are not shared by every pod of a
+/// burst.
+fn start_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(2)
+        .clamp(2, 16)
 }
 
 /// What a pod worker remembers between syncs (not needed for correctness
@@ -98,6 +119,14 @@ impl PodManager {
             prober: Prober::default(),
             sync_trigger: Mutex::new(None),
             netpol: std::sync::OnceLock::new(),
+            start_slots: Arc::new(tokio::sync::Semaphore::new(start_parallelism())),
+        }
+    }
+
+    /// Takes a start slot for this sync unless it already holds one.
+    async fn take_start_slot(&self, slot: &mut StartSlot) {
+        if slot.is_none() {
+            *slot = self.start_slots.clone().acquire_owned().await.ok();
         }
     }
 
@@ -238,11 +267,8 @@ impl PodManager {
         let stop_signals: HashMap<String, Option<String>> = HashMap::new();
         blocking(move || {
             let ours: Vec<RuntimeContainer> = containers
-                .list()
-                .map_err(AgentError::Runtime)?
-                .into_iter()
-                .filter(|c| c.pod_uid == uid_owned)
-                .collect();
+                .list_pod(&uid_owned)
+                .map_err(AgentError::Runtime)?;
             // Stop in parallel so the grace period is not multiplied.
             let handles: Vec<_> = ours
                 .iter()
@@ -323,11 +349,12 @@ impl PodManager {
         Api::namespaced(self.pods_api.clone().into_client(), namespace)
     }
 
-    async fn ensure_sandbox(&self, pod: &Pod) -> Result<Sandbox, AgentError> {
+    async fn ensure_sandbox(&self, pod: &Pod, slot: &mut StartSlot) -> Result<Sandbox, AgentError> {
         let uid = pod_key(pod);
         if let Some(sandbox) = self.load_sandbox(&uid) {
             return Ok(sandbox);
         }
+        self.take_start_slot(slot).await;
         let pod_dir = self.pod_dir(&uid);
         std::fs::create_dir_all(&pod_dir).map_err(|e| AgentError::io(&pod_dir, e))?;
         // Record the intended sandbox id before creating anything, so a crash
@@ -422,7 +449,9 @@ impl PodManager {
             ),
             ..Default::default()
         };
-        let sandbox = match self.ensure_sandbox(pod).await {
+        // Held from the first creation step to the end of this sync.
+        let mut slot: StartSlot = None;
+        let sandbox = match self.ensure_sandbox(pod, &mut slot).await {
             Ok(sandbox) => sandbox,
             Err(error) => {
                 observation.sandbox_error = Some(format!("failed to create pod sandbox: {error}"));
@@ -446,11 +475,9 @@ impl PodManager {
         let volume_mounts = crate::volumes::prepare_volumes(pod, &self.pod_dir(&uid))?;
 
         let containers = self.containers.clone();
-        let runtime_list = blocking(move || containers.list().map_err(AgentError::Runtime)).await?;
-        let ours: Vec<RuntimeContainer> = runtime_list
-            .into_iter()
-            .filter(|c| c.pod_uid == uid)
-            .collect();
+        let pod_uid = uid.clone();
+        let ours: Vec<RuntimeContainer> =
+            blocking(move || containers.list_pod(&pod_uid).map_err(AgentError::Runtime)).await?;
 
         let context = LaunchContext {
             pod,
@@ -476,7 +503,15 @@ impl PodManager {
                 restart_policy.as_str()
             };
             let observed = self
-                .drive_container(container, latest, &ours, init_policy, &context, memory)
+                .drive_container(
+                    container,
+                    latest,
+                    &ours,
+                    init_policy,
+                    &context,
+                    memory,
+                    &mut slot,
+                )
                 .await;
             if !matches!(&observed.state, ObservedState::Terminated(t) if t.exit_code == 0) {
                 init_done = false;
@@ -492,7 +527,15 @@ impl PodManager {
             }
             let latest = latest_attempt(&ours, &container.name);
             let observed = self
-                .drive_container(container, latest, &ours, &restart_policy, &context, memory)
+                .drive_container(
+                    container,
+                    latest,
+                    &ours,
+                    &restart_policy,
+                    &context,
+                    memory,
+                    &mut slot,
+                )
                 .await;
             observation.containers.push(observed);
         }
@@ -501,12 +544,15 @@ impl PodManager {
             .filter(|c| matches!(c.state, RuntimeState::Running { .. }))
             .map(|c| c.id.clone())
             .collect();
+        // Creation is done; the status write does not need a slot.
+        drop(slot);
         self.prober.retain(&uid, &running);
         self.remove_old_attempts(pod, &ours).await;
         self.report(pod, &observation, memory).await
     }
 
     /// Start, restart or leave one container, and say what it looks like.
+    #[allow(clippy::too_many_arguments)]
     async fn drive_container(
         self: &Arc<Self>,
         container: &Container,
@@ -515,6 +561,7 @@ impl PodManager {
         restart_policy: &str,
         context: &LaunchContext<'_>,
         memory: &mut PodMemory,
+        slot: &mut StartSlot,
     ) -> ContainerObservation {
         let pod_ref = pod_reference(context.pod);
         let should_start = match latest.map(|c| &c.state) {
@@ -603,6 +650,7 @@ impl PodManager {
                 }
             }
         }
+        self.take_start_slot(slot).await;
         let image_reference = container.image.clone().unwrap_or_default();
         let containers = self.containers.clone();
         let reference = image_reference.clone();

@@ -167,6 +167,44 @@ fn parse_time(text: &Option<String>) -> Option<jiff::Timestamp> {
     text.as_deref().and_then(|t| t.parse().ok())
 }
 
+/// The agent's view of a runtime container status.
+fn runtime_container(status: podnet_runtime::ContainerStatus) -> RuntimeContainer {
+    let state = match status.state {
+        ContainerState::Created => RuntimeState::Created,
+        ContainerState::Running => RuntimeState::Running {
+            started_at: parse_time(&status.started_at).unwrap_or_else(jiff::Timestamp::now),
+        },
+        ContainerState::Exited => RuntimeState::Exited {
+            exit_code: status.exit_code.unwrap_or(-1),
+            reason: status.reason.clone().unwrap_or_else(|| {
+                if status.exit_code == Some(0) {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .to_string()
+            }),
+            started_at: parse_time(&status.started_at),
+            finished_at: parse_time(&status.finished_at),
+        },
+        ContainerState::Unknown => RuntimeState::Exited {
+            exit_code: 137,
+            reason: "ContainerStatusUnknown".to_string(),
+            started_at: parse_time(&status.started_at),
+            finished_at: parse_time(&status.finished_at),
+        },
+    };
+    RuntimeContainer {
+        id: status.id,
+        pod_uid: status.pod.uid,
+        name: status.container_name,
+        attempt: status.attempt,
+        image_ref: status.image,
+        image_id: status.image_id,
+        state,
+    }
+}
+
 impl ContainerBackend for RuntimeContainers {
     fn ensure_image(&self, reference: &str) -> Result<ImageInfo, String> {
         let config = match self.images.resolve(reference).map_err(|e| e.to_string())? {
@@ -251,46 +289,12 @@ impl ContainerBackend for RuntimeContainers {
 
     fn list(&self) -> Result<Vec<RuntimeContainer>, String> {
         let statuses = self.runtime.list().map_err(|e| e.to_string())?;
-        Ok(statuses
-            .into_iter()
-            .map(|status| {
-                let state = match status.state {
-                    ContainerState::Created => RuntimeState::Created,
-                    ContainerState::Running => RuntimeState::Running {
-                        started_at: parse_time(&status.started_at)
-                            .unwrap_or_else(jiff::Timestamp::now),
-                    },
-                    ContainerState::Exited => RuntimeState::Exited {
-                        exit_code: status.exit_code.unwrap_or(-1),
-                        reason: status.reason.clone().unwrap_or_else(|| {
-                            if status.exit_code == Some(0) {
-                                "Completed"
-                            } else {
-                                "Error"
-                            }
-                            .to_string()
-                        }),
-                        started_at: parse_time(&status.started_at),
-                        finished_at: parse_time(&status.finished_at),
-                    },
-                    ContainerState::Unknown => RuntimeState::Exited {
-                        exit_code: 137,
-                        reason: "ContainerStatusUnknown".to_string(),
-                        started_at: parse_time(&status.started_at),
-                        finished_at: parse_time(&status.finished_at),
-                    },
-                };
-                RuntimeContainer {
-                    id: status.id,
-                    pod_uid: status.pod.uid,
-                    name: status.container_name,
-                    attempt: status.attempt,
-                    image_ref: status.image,
-                    image_id: status.image_id,
-                    state,
-                }
-            })
-            .collect())
+        Ok(statuses.into_iter().map(runtime_container).collect())
+    }
+
+    fn list_pod(&self, pod_uid: &str) -> Result<Vec<RuntimeContainer>, String> {
+        let statuses = self.runtime.list_pod(pod_uid).map_err(|e| e.to_string())?;
+        Ok(statuses.into_iter().map(runtime_container).collect())
     }
 
     fn stop(&self, id: &str, grace: Duration, _signal: Option<&str>) -> Result<(), String> {

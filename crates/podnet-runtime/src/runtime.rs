@@ -10,11 +10,13 @@ use crate::shim::frame;
 use crate::state::{self, ContainerRecord, ExitRecord, StartedRecord};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -242,6 +244,37 @@ impl AttachWriter {
 #[derive(Clone, Debug)]
 pub struct Runtime {
     config: RuntimeConfig,
+    /// What never changes about a container once its `container.json` is
+    /// written, by id: listing reads each record from disk once instead of on
+    /// every call. Filled lazily from the state directory, so a restarted
+    /// agent converges from disk; entries go when the container is removed.
+    records: Arc<Mutex<HashMap<ContainerId, Arc<RecordSummary>>>>,
+}
+
+/// The immutable part of a [`ContainerStatus`], from `container.json`.
+#[derive(Clone, Debug)]
+struct RecordSummary {
+    pod: PodRef,
+    container_name: String,
+    attempt: u32,
+    image: String,
+    image_id: String,
+    created_at: String,
+    log_path: PathBuf,
+}
+
+impl RecordSummary {
+    fn of(record: &ContainerRecord) -> RecordSummary {
+        RecordSummary {
+            pod: record.spec.pod.clone(),
+            container_name: record.spec.container_name.clone(),
+            attempt: record.spec.attempt,
+            image: record.spec.image.reference.clone(),
+            image_id: record.spec.image.config_digest.clone(),
+            created_at: record.created_at.clone(),
+            log_path: record.spec.log_path.clone(),
+        }
+    }
 }
 
 fn rootfs_of(container_dir: &Path) -> PathBuf {
@@ -277,7 +310,10 @@ impl Runtime {
             fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         }
         sweep_unrecorded_containers(&config.state_dir.join("containers"))?;
-        Ok(Runtime { config })
+        Ok(Runtime {
+            config,
+            records: Arc::default(),
+        })
     }
 
     /// The configuration.
@@ -416,17 +452,64 @@ impl Runtime {
 
     /// Every container in the state directory.
     pub fn list(&self) -> Result<Vec<ContainerStatus>> {
+        self.list_matching(|_| true)
+    }
+
+    /// The containers of one pod (by pod uid). Costs a directory listing
+    /// plus the state files of that pod's containers only, so syncing every
+    /// pod of a node stays linear in the number of containers.
+    pub fn list_pod(&self, pod_uid: &str) -> Result<Vec<ContainerStatus>> {
+        self.list_matching(|summary| summary.pod.uid == pod_uid)
+    }
+
+    fn list_matching(
+        &self,
+        wanted: impl Fn(&RecordSummary) -> bool,
+    ) -> Result<Vec<ContainerStatus>> {
         let containers = self.config.state_dir.join("containers");
-        let mut statuses = Vec::new();
         let entries = fs::read_dir(&containers).map_err(io_error("read directory", &containers))?;
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().to_string();
-            if let Ok(status) = self.status(&id) {
+        let ids: Vec<String> = entries
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().to_string())
+            .collect();
+        // Forget removed containers (also those removed by another process).
+        {
+            let present: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            self.records_lock()
+                .retain(|id, _| present.contains(id.as_str()));
+        }
+        let mut statuses = Vec::new();
+        for id in ids {
+            let Ok(summary) = self.summary(&id) else {
+                // Being created (no container.json yet) or unreadable.
+                continue;
+            };
+            if !wanted(&summary) {
+                continue;
+            }
+            if let Ok(status) = self.status_with(&id, &summary) {
                 statuses.push(status);
             }
         }
         statuses.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(statuses)
+    }
+
+    fn records_lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContainerId, Arc<RecordSummary>>> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The immutable facts of a container: from memory, else from its
+    /// `container.json` (read once).
+    fn summary(&self, id: &str) -> Result<Arc<RecordSummary>> {
+        if let Some(summary) = self.records_lock().get(id) {
+            return Ok(summary.clone());
+        }
+        let summary = Arc::new(RecordSummary::of(&self.record(id)?));
+        self.records_lock().insert(id.to_string(), summary.clone());
+        Ok(summary)
     }
 
     fn record(&self, id: &str) -> Result<ContainerRecord> {
@@ -452,7 +535,11 @@ impl Runtime {
 
     /// Current status of one container.
     pub fn status(&self, id: &str) -> Result<ContainerStatus> {
-        let record = self.record(id)?;
+        let summary = self.summary(id)?;
+        self.status_with(id, &summary)
+    }
+
+    fn status_with(&self, id: &str, record: &RecordSummary) -> Result<ContainerStatus> {
         let container_dir = self.container_dir(id);
         let started: Option<StartedRecord> =
             state::read_json(&container_dir.join(state::STARTED_FILE))?;
@@ -472,11 +559,11 @@ impl Runtime {
         };
         Ok(ContainerStatus {
             id: id.to_string(),
-            pod: record.spec.pod.clone(),
-            container_name: record.spec.container_name.clone(),
-            attempt: record.spec.attempt,
-            image: record.spec.image.reference.clone(),
-            image_id: record.spec.image.config_digest.clone(),
+            pod: record.pod.clone(),
+            container_name: record.container_name.clone(),
+            attempt: record.attempt,
+            image: record.image.clone(),
+            image_id: record.image_id.clone(),
             state,
             pid: started
                 .as_ref()
@@ -488,7 +575,7 @@ impl Runtime {
             exit_code: exited.as_ref().map(|e| e.exit_code),
             reason: exited.as_ref().map(|e| e.reason.clone()),
             message: exited.map(|e| e.message).filter(|m| !m.is_empty()),
-            log_path: record.spec.log_path.clone(),
+            log_path: record.log_path.clone(),
         })
     }
 
@@ -610,6 +697,7 @@ impl Runtime {
         let rootfs = rootfs_of(&container_dir);
         unmount_all(&rootfs)?;
         fs::remove_dir_all(&container_dir).map_err(io_error("delete", &container_dir))?;
+        self.records_lock().remove(id);
         if let Some(record) = record {
             remove_empty_pod_cgroups(&record.cgroups_path);
         }

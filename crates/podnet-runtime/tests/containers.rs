@@ -776,3 +776,51 @@ fn a_new_runtime_removes_rootfs_mounts_left_without_a_record_by_a_crash() {
     assert!(!orphan.exists());
     assert!(recorded.join("container.json").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_pod_returns_one_pods_containers_and_follows_the_state_directory() {
+    let fixture = Fixture::new("pod-a");
+    let mut ids = Vec::new();
+    for (name, uid) in [("one", "pod-one"), ("two", "pod-two"), ("three", "pod-two")] {
+        let mut spec = fixture.spec("busybox", name, &["sleep", "1000"]);
+        spec.pod.uid = uid.to_string();
+        let runtime = fixture.runtime.clone();
+        ids.push(
+            tokio::task::spawn_blocking(move || runtime.create_and_start(spec))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let names = |runtime: &Runtime, uid: &str| -> Vec<String> {
+        let mut names: Vec<String> = runtime
+            .list_pod(uid)
+            .unwrap()
+            .into_iter()
+            .map(|c| {
+                assert_eq!(c.pod.uid, uid);
+                assert_eq!(c.state, ContainerState::Running, "{c:?}");
+                c.container_name
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&fixture.runtime, "pod-one"), vec!["one"]);
+    assert_eq!(names(&fixture.runtime, "pod-two"), vec!["three", "two"]);
+    assert!(names(&fixture.runtime, "pod-none").is_empty());
+    // A runtime opened afresh (an agent restart) finds the same containers on disk.
+    let restarted = Runtime::new(fixture.runtime.config().clone()).unwrap();
+    assert_eq!(names(&restarted, "pod-two"), vec!["three", "two"]);
+    // A container removed through another instance is gone from this one's view,
+    // and its exit is seen.
+    restarted.remove(&ids[1]).unwrap();
+    assert_eq!(names(&fixture.runtime, "pod-two"), vec!["three"]);
+    fixture
+        .runtime
+        .stop(&ids[2], Duration::from_secs(0))
+        .unwrap();
+    let exited = fixture.runtime.list_pod("pod-two").unwrap();
+    assert_eq!(exited.len(), 1);
+    assert_eq!(exited[0].state, ContainerState::Exited);
+}
