@@ -22,7 +22,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use podnet_netplan::netpol::{
-    plan_netpol, render_full, render_update, NamespaceInfo, NetpolInput, NetpolRuleset, PodInfo,
+    render_full, render_update, NamespaceInfo, NetpolCompiler, NetpolInput, NetpolRuleset, PodInfo,
     PolicyInfo,
 };
 use std::collections::HashMap;
@@ -148,10 +148,12 @@ impl NetpolEngine {
             }
         }
         let mut last: Option<NetpolRuleset> = None;
+        let mut compiler = NetpolCompiler::new();
+        let mut conversions = Conversions::default();
         loop {
             let generation = self.requested.load(Ordering::SeqCst);
-            let input = self.input(&policies, &pods, &namespaces);
-            let desired = plan_netpol(&input);
+            let input = self.input(&policies, &pods, &namespaces, &mut conversions);
+            let desired = compiler.compile(&input);
             let script = match &last {
                 None => render_full(&desired),
                 Some(previous) => render_update(previous, &desired, false),
@@ -171,6 +173,7 @@ impl NetpolEngine {
                         tracing::info!(
                             chains = desired.chains.len(),
                             sets = desired.sets.len(),
+                            policies_compiled = compiler.last_recompiled(),
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "network policy rules applied"
                         );
@@ -223,12 +226,21 @@ impl NetpolEngine {
         policies: &Store<NetworkPolicy>,
         pods: &Store<Pod>,
         namespaces: &Store<Namespace>,
+        conversions: &mut Conversions,
     ) -> NetpolInput {
         let mut registrations = self.registrations.lock().expect("registrations");
         let mut pod_infos = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut fresh = Conversions::default();
         for pod in pods.state() {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if !registrations.contains_key(&uid) {
+                let info = conversions.pods.convert(&mut fresh.pods, &*pod, |object| {
+                    PodInfo::from_json(object, &self.node_name)
+                });
+                pod_infos.push(info);
+                continue;
+            }
             let mut object = serde_json::to_value(&*pod).unwrap_or_default();
             if let Some(registration) = registrations.get(&uid) {
                 seen.insert(uid);
@@ -294,22 +306,75 @@ impl NetpolEngine {
                 }
             }
         }
-        NetpolInput {
+        let input = NetpolInput {
             namespaces: namespaces
                 .state()
                 .iter()
                 .map(|ns| {
-                    NamespaceInfo::from_json(&serde_json::to_value(&**ns).unwrap_or_default())
+                    conversions.namespaces.convert(
+                        &mut fresh.namespaces,
+                        &**ns,
+                        NamespaceInfo::from_json,
+                    )
                 })
                 .collect(),
             pods: pod_infos,
             policies: policies
                 .state()
                 .iter()
-                .map(|p| PolicyInfo::from_json(&serde_json::to_value(&**p).unwrap_or_default()))
+                .map(|p| {
+                    conversions
+                        .policies
+                        .convert(&mut fresh.policies, &**p, PolicyInfo::from_json)
+                })
                 .collect(),
+        };
+        // Objects gone from the stores are forgotten.
+        *conversions = fresh;
+        input
+    }
+}
+
+/// Objects already converted for the compiler, by uid and resourceVersion:
+/// only new or changed objects go through JSON again.
+struct Converted<T> {
+    by_uid: HashMap<String, (String, T)>,
+}
+
+impl<T> Default for Converted<T> {
+    fn default() -> Self {
+        Converted {
+            by_uid: HashMap::new(),
         }
     }
+}
+
+impl<T: Clone> Converted<T> {
+    fn convert<K: kube::Resource + serde::Serialize>(
+        &mut self,
+        fresh: &mut Converted<T>,
+        object: &K,
+        from_json: impl FnOnce(&serde_json::Value) -> T,
+    ) -> T {
+        let meta = object.meta();
+        let uid = meta.uid.clone().unwrap_or_default();
+        let version = meta.resource_version.clone().unwrap_or_default();
+        let value = match self.by_uid.remove(&uid) {
+            Some((seen, value)) if !uid.is_empty() && !version.is_empty() && seen == version => {
+                value
+            }
+            _ => from_json(&serde_json::to_value(object).unwrap_or_default()),
+        };
+        fresh.by_uid.insert(uid, (version, value.clone()));
+        value
+    }
+}
+
+#[derive(Default)]
+struct Conversions {
+    pods: Converted<PodInfo>,
+    namespaces: Converted<NamespaceInfo>,
+    policies: Converted<PolicyInfo>,
 }
 
 fn revision(object: &serde_json::Value) -> u64 {

@@ -665,10 +665,19 @@ pub fn egress_chain(ip: Ipv4Addr) -> String {
     format!("egr_{ip}")
 }
 
-/// Compile the ruleset for the local pods of `input`.
-pub fn plan_netpol(input: &NetpolInput) -> NetpolRuleset {
-    let index = Index::new(input);
-    let mut ruleset = NetpolRuleset::default();
+/// What one policy contributes to one node's ruleset: its peer sets and, per
+/// local pod it isolates, its rules in order (an isolated pod without any
+/// allowing rule has an empty list). Depends on the policy, the pods and the
+/// namespaces only, so it can be kept while those stay the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyContribution {
+    sets: BTreeMap<String, NftSet>,
+    ingress: BTreeMap<Ipv4Addr, Vec<String>>,
+    egress: BTreeMap<Ipv4Addr, Vec<String>>,
+}
+
+/// Local pods with an IP, by namespace.
+fn local_pods_by_namespace(input: &NetpolInput) -> BTreeMap<&str, Vec<&PodInfo>> {
     let mut local_pods: BTreeMap<&str, Vec<&PodInfo>> = BTreeMap::new();
     for pod in input.pods.iter().filter(|p| p.local && p.ip.is_some()) {
         local_pods
@@ -676,153 +685,187 @@ pub fn plan_netpol(input: &NetpolInput) -> NetpolRuleset {
             .or_default()
             .push(pod);
     }
+    local_pods
+}
+
+/// Compile one policy for the local pods.
+fn compile_policy(
+    index: &Index<'_>,
+    local_pods: &BTreeMap<&str, Vec<&PodInfo>>,
+    policy: &PolicyInfo,
+) -> PolicyContribution {
+    let mut contribution = PolicyContribution::default();
+    let selected: Vec<&PodInfo> = local_pods
+        .get(policy.namespace.as_str())
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|pod| policy.pod_selector.matches(&pod.labels))
+        .collect();
+    if selected.is_empty() {
+        return contribution;
+    }
+    let key = policy_key(policy);
+    for direction in [Direction::Ingress, Direction::Egress] {
+        let (isolates, rules, prefix) = match direction {
+            Direction::Ingress => (policy.ingress_isolates, &policy.ingress, "ing"),
+            Direction::Egress => (policy.egress_isolates, &policy.egress, "egr"),
+        };
+        if !isolates {
+            continue;
+        }
+        let targets = match direction {
+            Direction::Ingress => &mut contribution.ingress,
+            Direction::Egress => &mut contribution.egress,
+        };
+        for pod in &selected {
+            targets
+                .entry(pod.ip.expect("local pods have IPs"))
+                .or_default();
+        }
+        for (number, rule) in rules.iter().enumerate() {
+            if rule.unusable_ports && rule.ports.is_empty() {
+                continue;
+            }
+            let ranges = index.rule_ranges(policy, rule);
+            let set_name = format!("{prefix}_{key}_{number}");
+            let peer_match = match &ranges {
+                None => String::new(),
+                Some(ranges) => {
+                    contribution.sets.insert(
+                        set_name.clone(),
+                        NftSet {
+                            kind: SetKind::Peers,
+                            elements: ranges.iter().copied().map(render_range).collect(),
+                        },
+                    );
+                    match direction {
+                        Direction::Ingress => format!("ip saddr @{set_name} "),
+                        Direction::Egress => format!("ip daddr @{set_name} "),
+                    }
+                }
+            };
+            let verdict = match direction {
+                Direction::Ingress => "accept",
+                Direction::Egress => "return",
+            };
+            match direction {
+                Direction::Ingress => {
+                    for pod in &selected {
+                        let line = if rule.ports.is_empty() {
+                            format!("{peer_match}{verdict}")
+                        } else {
+                            let ports = resolve_ports(&rule.ports, Some(pod));
+                            if ports.is_empty() {
+                                continue;
+                            }
+                            format!(
+                                "{peer_match}meta l4proto . th dport {} {verdict}",
+                                render_port_set(&ports)
+                            )
+                        };
+                        targets
+                            .get_mut(&pod.ip.expect("local pods have IPs"))
+                            .expect("entry made above")
+                            .push(line);
+                    }
+                }
+                Direction::Egress => {
+                    let mut lines = Vec::new();
+                    if rule.ports.is_empty() {
+                        lines.push(format!("{peer_match}{verdict}"));
+                    } else {
+                        // Numbered ports do not depend on the destination.
+                        let numbered = resolve_ports(&rule.ports, None);
+                        if !numbered.is_empty() {
+                            lines.push(format!(
+                                "{peer_match}meta l4proto . th dport {} {verdict}",
+                                render_port_set(&numbered)
+                            ));
+                        }
+                        // Named ports: resolved on every destination pod in the peers.
+                        if rule
+                            .ports
+                            .iter()
+                            .any(|p| matches!(p.port, PortSpec::Named(_)))
+                        {
+                            let named: Vec<PolicyPort> = rule
+                                .ports
+                                .iter()
+                                .filter(|p| matches!(p.port, PortSpec::Named(_)))
+                                .cloned()
+                                .collect();
+                            let mut elements = BTreeSet::new();
+                            for destination in index.all_pods() {
+                                let ip = destination.ip.expect("indexed pods have IPs");
+                                let inside = match &ranges {
+                                    None => true,
+                                    Some(ranges) => ranges
+                                        .iter()
+                                        .any(|(lo, hi)| (*lo..=*hi).contains(&u32::from(ip))),
+                                };
+                                if !inside {
+                                    continue;
+                                }
+                                for (protocol, port, _) in resolve_ports(&named, Some(destination))
+                                {
+                                    elements.insert(format!("{ip} . {} . {port}", protocol.nft()));
+                                }
+                            }
+                            let named_set = format!("{set_name}_named");
+                            contribution.sets.insert(
+                                named_set.clone(),
+                                NftSet {
+                                    kind: SetKind::PodPorts,
+                                    elements,
+                                },
+                            );
+                            lines.push(format!(
+                                "ip daddr . meta l4proto . th dport @{named_set} {verdict}"
+                            ));
+                        }
+                    }
+                    for pod in &selected {
+                        targets
+                            .get_mut(&pod.ip.expect("local pods have IPs"))
+                            .expect("entry made above")
+                            .extend(lines.iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+    contribution
+}
+
+/// Policies in the order their rules appear in a pod's chain.
+fn sorted_policies(input: &NetpolInput) -> Vec<&PolicyInfo> {
+    let mut policies: Vec<&PolicyInfo> = input.policies.iter().collect();
+    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    policies
+}
+
+/// The ruleset made of per-policy contributions, in policy order.
+fn assemble<'a>(contributions: impl Iterator<Item = &'a PolicyContribution>) -> NetpolRuleset {
+    let mut ruleset = NetpolRuleset::default();
     // Rules of every local pod, per direction, in policy order.
     let mut ingress_rules: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
     let mut egress_rules: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
-    let mut policies: Vec<&PolicyInfo> = input.policies.iter().collect();
-    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    for policy in policies {
-        let selected: Vec<&PodInfo> = local_pods
-            .get(policy.namespace.as_str())
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|pod| policy.pod_selector.matches(&pod.labels))
-            .collect();
-        if selected.is_empty() {
-            continue;
+    for contribution in contributions {
+        for (name, set) in &contribution.sets {
+            ruleset.sets.insert(name.clone(), set.clone());
         }
-        let key = policy_key(policy);
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let (isolates, rules, prefix) = match direction {
-                Direction::Ingress => (policy.ingress_isolates, &policy.ingress, "ing"),
-                Direction::Egress => (policy.egress_isolates, &policy.egress, "egr"),
-            };
-            if !isolates {
-                continue;
-            }
-            let targets = match direction {
-                Direction::Ingress => &mut ingress_rules,
-                Direction::Egress => &mut egress_rules,
-            };
-            for pod in &selected {
-                targets
-                    .entry(pod.ip.expect("local pods have IPs"))
-                    .or_default();
-            }
-            for (number, rule) in rules.iter().enumerate() {
-                if rule.unusable_ports && rule.ports.is_empty() {
-                    continue;
-                }
-                let ranges = index.rule_ranges(policy, rule);
-                let set_name = format!("{prefix}_{key}_{number}");
-                let peer_match = match &ranges {
-                    None => String::new(),
-                    Some(ranges) => {
-                        ruleset.sets.insert(
-                            set_name.clone(),
-                            NftSet {
-                                kind: SetKind::Peers,
-                                elements: ranges.iter().copied().map(render_range).collect(),
-                            },
-                        );
-                        match direction {
-                            Direction::Ingress => format!("ip saddr @{set_name} "),
-                            Direction::Egress => format!("ip daddr @{set_name} "),
-                        }
-                    }
-                };
-                let verdict = match direction {
-                    Direction::Ingress => "accept",
-                    Direction::Egress => "return",
-                };
-                match direction {
-                    Direction::Ingress => {
-                        for pod in &selected {
-                            let line = if rule.ports.is_empty() {
-                                format!("{peer_match}{verdict}")
-                            } else {
-                                let ports = resolve_ports(&rule.ports, Some(pod));
-                                if ports.is_empty() {
-                                    continue;
-                                }
-                                format!(
-                                    "{peer_match}meta l4proto . th dport {} {verdict}",
-                                    render_port_set(&ports)
-                                )
-                            };
-                            targets
-                                .get_mut(&pod.ip.expect("local pods have IPs"))
-                                .expect("entry made above")
-                                .push(line);
-                        }
-                    }
-                    Direction::Egress => {
-                        let mut lines = Vec::new();
-                        if rule.ports.is_empty() {
-                            lines.push(format!("{peer_match}{verdict}"));
-                        } else {
-                            // Numbered ports do not depend on the destination.
-                            let numbered = resolve_ports(&rule.ports, None);
-                            if !numbered.is_empty() {
-                                lines.push(format!(
-                                    "{peer_match}meta l4proto . th dport {} {verdict}",
-                                    render_port_set(&numbered)
-                                ));
-                            }
-                            // Named ports: resolved on every destination pod in the peers.
-                            if rule
-                                .ports
-                                .iter()
-                                .any(|p| matches!(p.port, PortSpec::Named(_)))
-                            {
-                                let named: Vec<PolicyPort> = rule
-                                    .ports
-                                    .iter()
-                                    .filter(|p| matches!(p.port, PortSpec::Named(_)))
-                                    .cloned()
-                                    .collect();
-                                let mut elements = BTreeSet::new();
-                                for destination in index.all_pods() {
-                                    let ip = destination.ip.expect("indexed pods have IPs");
-                                    let inside = match &ranges {
-                                        None => true,
-                                        Some(ranges) => ranges
-                                            .iter()
-                                            .any(|(lo, hi)| (*lo..=*hi).contains(&u32::from(ip))),
-                                    };
-                                    if !inside {
-                                        continue;
-                                    }
-                                    for (protocol, port, _) in
-                                        resolve_ports(&named, Some(destination))
-                                    {
-                                        elements
-                                            .insert(format!("{ip} . {} . {port}", protocol.nft()));
-                                    }
-                                }
-                                let named_set = format!("{set_name}_named");
-                                ruleset.sets.insert(
-                                    named_set.clone(),
-                                    NftSet {
-                                        kind: SetKind::PodPorts,
-                                        elements,
-                                    },
-                                );
-                                lines.push(format!(
-                                    "ip daddr . meta l4proto . th dport @{named_set} {verdict}"
-                                ));
-                            }
-                        }
-                        for pod in &selected {
-                            targets
-                                .get_mut(&pod.ip.expect("local pods have IPs"))
-                                .expect("entry made above")
-                                .extend(lines.iter().cloned());
-                        }
-                    }
-                }
-            }
+        for (ip, rules) in &contribution.ingress {
+            ingress_rules
+                .entry(*ip)
+                .or_default()
+                .extend(rules.iter().cloned());
+        }
+        for (ip, rules) in &contribution.egress {
+            egress_rules
+                .entry(*ip)
+                .or_default()
+                .extend(rules.iter().cloned());
         }
     }
     for (ip, rules) in ingress_rules {
@@ -842,6 +885,87 @@ pub fn plan_netpol(input: &NetpolInput) -> NetpolRuleset {
         ruleset.egress_pods.insert(ip, chain);
     }
     ruleset
+}
+
+/// Compile the ruleset for the local pods of `input`.
+pub fn plan_netpol(input: &NetpolInput) -> NetpolRuleset {
+    let index = Index::new(input);
+    let local_pods = local_pods_by_namespace(input);
+    let contributions: Vec<PolicyContribution> = sorted_policies(input)
+        .into_iter()
+        .map(|policy| compile_policy(&index, &local_pods, policy))
+        .collect();
+    assemble(contributions.iter())
+}
+
+/// [`plan_netpol`] with memory: keeps each policy's contribution and
+/// recompiles only the policies that changed while the pods and namespaces
+/// stay the same (any pod or namespace change recompiles every policy, since
+/// selectors anywhere may pick it up). Same result as [`plan_netpol`].
+#[derive(Debug, Default)]
+pub struct NetpolCompiler {
+    /// Pods and namespaces the cached contributions were compiled against,
+    /// sorted (the result does not depend on input order).
+    pods: Vec<PodInfo>,
+    namespaces: Vec<NamespaceInfo>,
+    cache: BTreeMap<(String, String), (PolicyInfo, PolicyContribution)>,
+    recompiled: usize,
+}
+
+impl NetpolCompiler {
+    pub fn new() -> NetpolCompiler {
+        NetpolCompiler::default()
+    }
+
+    /// Number of policies compiled (not taken from the cache) by the last
+    /// [`NetpolCompiler::compile`].
+    pub fn last_recompiled(&self) -> usize {
+        self.recompiled
+    }
+
+    pub fn compile(&mut self, input: &NetpolInput) -> NetpolRuleset {
+        let mut pods = input.pods.clone();
+        pods.sort_by(|a, b| (&a.namespace, &a.name, a.ip).cmp(&(&b.namespace, &b.name, b.ip)));
+        let mut namespaces = input.namespaces.clone();
+        namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        if pods != self.pods || namespaces != self.namespaces {
+            self.cache.clear();
+            self.pods = pods;
+            self.namespaces = namespaces;
+        }
+        let index = Index::new(input);
+        let local_pods = local_pods_by_namespace(input);
+        let mut previous = std::mem::take(&mut self.cache);
+        let mut recompiled = 0;
+        let mut duplicates: Vec<PolicyContribution> = Vec::new();
+        let policies = sorted_policies(input);
+        let mut order: Vec<Result<(String, String), usize>> = Vec::with_capacity(policies.len());
+        for policy in policies {
+            let key = (policy.namespace.clone(), policy.name.clone());
+            if self.cache.contains_key(&key) {
+                // The API never holds two; compile it, do not cache it.
+                recompiled += 1;
+                duplicates.push(compile_policy(&index, &local_pods, policy));
+                order.push(Err(duplicates.len() - 1));
+                continue;
+            }
+            let entry = match previous.remove(&key) {
+                Some((cached, contribution)) if &cached == policy => (cached, contribution),
+                _ => {
+                    recompiled += 1;
+                    (policy.clone(), compile_policy(&index, &local_pods, policy))
+                }
+            };
+            self.cache.insert(key.clone(), entry);
+            order.push(Ok(key));
+        }
+        self.recompiled = recompiled;
+        let cache = &self.cache;
+        assemble(order.iter().map(|slot| match slot {
+            Ok(key) => &cache[key].1,
+            Err(position) => &duplicates[*position],
+        }))
+    }
 }
 
 fn dedup_keep_order(lines: Vec<String>) -> Vec<String> {
@@ -1226,5 +1350,42 @@ mod tests {
         assert_eq!(PodInfo::from_json(&host, "n1").ip, None);
         let done = json!({"metadata": {"namespace": "x", "name": "d"}, "spec": {"nodeName": "n1"}, "status": {"podIP": "10.244.0.9", "phase": "Succeeded"}});
         assert_eq!(PodInfo::from_json(&done, "n1").ip, None);
+    }
+
+    #[test]
+    fn compiler_matches_plan_and_recompiles_only_what_changed() {
+        let deny = policy("deny", json!({"podSelector": {}}));
+        let allow = policy(
+            "allow",
+            json!({"podSelector": {"matchLabels": {"pod": "a"}},
+                   "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}],
+                                "ports": [{"port": "web"}]}],
+                   "egress": [{"to": [{"podSelector": {}}], "ports": [{"port": "web"}]}]}),
+        );
+        let egress = policy(
+            "egress",
+            json!({"podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Egress"],
+                   "egress": [{"to": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.1.0/24"]}}]}]}),
+        );
+        let mut compiler = NetpolCompiler::new();
+        let mut steps = vec![
+            (input(vec![deny.clone()]), 1),
+            (input(vec![deny.clone(), allow.clone()]), 1),
+            (input(vec![deny.clone(), allow.clone(), egress.clone()]), 1),
+            (input(vec![allow.clone(), egress.clone()]), 0),
+        ];
+        // A label change recompiles everything.
+        let mut relabelled = input(vec![allow.clone(), egress.clone()]);
+        relabelled.pods[4].labels.insert("pod".into(), "a".into());
+        steps.push((relabelled, 2));
+        // Input order does not matter.
+        let mut reordered = input(vec![egress, allow]);
+        reordered.pods[4].labels.insert("pod".into(), "a".into());
+        reordered.pods.reverse();
+        steps.push((reordered, 0));
+        for (number, (step, recompiled)) in steps.into_iter().enumerate() {
+            assert_eq!(compiler.compile(&step), plan_netpol(&step), "step {number}");
+            assert_eq!(compiler.last_recompiled(), recompiled, "step {number}");
+        }
     }
 }
