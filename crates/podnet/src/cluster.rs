@@ -21,6 +21,9 @@ pub struct ClusterState {
     pub proxy_mode: String,
     pub api_port: u16,
     pub created: String,
+    /// `podnet up --publish-load-balancers`.
+    #[serde(default)]
+    pub publish_load_balancers: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +42,7 @@ pub struct UpOptions {
     pub wait: Duration,
     pub merge_kubeconfig: bool,
     pub dns_upstreams: Vec<String>,
+    pub publish_load_balancers: bool,
 }
 
 impl ClusterState {
@@ -103,8 +107,9 @@ fn pick_api_port(prefer_default: bool) -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn server_args(paths: &ClusterPaths, api_port: u16) -> Vec<String> {
-    vec![
+fn server_args(paths: &ClusterPaths, state: &ClusterState) -> Vec<String> {
+    let api_port = state.api_port;
+    let mut args = vec![
         "server".to_string(),
         "--data-dir".to_string(),
         paths.server_dir().display().to_string(),
@@ -118,7 +123,11 @@ fn server_args(paths: &ClusterPaths, api_port: u16) -> Vec<String> {
         ),
         "--advertise-netns".to_string(),
         format!("/run/netns/{}", paths.underlay_netns()),
-    ]
+    ];
+    if state.publish_load_balancers {
+        args.push("--publish-load-balancers".to_string());
+    }
+    args
 }
 
 /// Wait until the server has written its kubeconfig. When the server died
@@ -148,7 +157,7 @@ fn start_server_and_wait(
                 fs::write(paths.state_file(), serde_json::to_string_pretty(&state)?)?;
                 daemon::spawn_detached(
                     binary,
-                    &server_args(paths, state.api_port),
+                    &server_args(paths, state),
                     &paths.server_log(),
                     &paths.server_pid(),
                 )?;
@@ -258,12 +267,13 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
         proxy_mode: options.proxy_mode.clone(),
         api_port,
         created: jiff::Timestamp::now().to_string(),
+        publish_load_balancers: options.publish_load_balancers,
     };
     fs::write(paths.state_file(), serde_json::to_string_pretty(&state)?)?;
 
     let binary = own_binary()?;
     progress.begin(&format!("Starting the API server on 127.0.0.1:{api_port}"));
-    let server_args = server_args(paths, api_port);
+    let server_args = server_args(paths, &state);
     daemon::spawn_detached(
         &binary,
         &server_args,
@@ -324,6 +334,7 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
     crate::readiness::wait_nodes_ready(&paths.kubeconfig(), &node_names, options.wait)?;
     let pod_cidrs = crate::readiness::node_pod_cidrs(&paths.kubeconfig())?;
     topology::apply_underlay_pod_routes(&plan, &pod_cidrs)?;
+    topology::apply_underlay_load_balancer_route(&plan)?;
     progress.done();
 
     progress.begin("Installing cluster DNS (kube-system/coredns, kube-dns at 10.96.0.10)");

@@ -9,6 +9,7 @@ mod demo;
 mod dns;
 mod dns_addon;
 mod kubeconfig;
+mod lb_publisher;
 mod node_exec;
 mod paths;
 mod readiness;
@@ -57,6 +58,10 @@ enum Command {
         /// default: the nodes' resolv.conf.
         #[arg(long = "dns-upstream")]
         dns_upstreams: Vec<String>,
+        /// Also serve every TCP port of each LoadBalancer Service on the
+        /// host's 127.0.0.1:<port> (forwarded to its address on the underlay).
+        #[arg(long)]
+        publish_load_balancers: bool,
     },
     /// Remove a local cluster and everything it created.
     Down {
@@ -92,6 +97,10 @@ enum Command {
         /// controllers run elsewhere).
         #[arg(long)]
         no_controllers: bool,
+        /// Serve LoadBalancer Services' TCP ports on 127.0.0.1:<port>,
+        /// connecting to their addresses from --advertise-netns.
+        #[arg(long)]
+        publish_load_balancers: bool,
     },
     /// The node agent (the kubelet, CNI runtime and node dataplane).
     Agent(podnet_agent::AgentArgs),
@@ -171,6 +180,7 @@ fn main() -> Result<()> {
             wait,
             no_kubeconfig,
             dns_upstreams,
+            publish_load_balancers,
         } => cluster::up(&cluster::UpOptions {
             name,
             nodes,
@@ -180,6 +190,7 @@ fn main() -> Result<()> {
             wait,
             merge_kubeconfig: !no_kubeconfig,
             dns_upstreams,
+            publish_load_balancers,
         }),
         Command::Down { name } => cluster::down(&name),
         Command::List => cluster::list(),
@@ -205,9 +216,17 @@ fn main() -> Result<()> {
             listen,
             no_controllers,
             gateway,
+            publish_load_balancers,
         } => {
             init_logging();
-            server::run(data_dir, listen, !no_controllers, gateway)
+            let publish = match (publish_load_balancers, &gateway.advertise_netns) {
+                (false, _) => None,
+                (true, Some(netns)) => Some(netns.clone()),
+                (true, None) => anyhow::bail!(
+                    "--publish-load-balancers needs --advertise-netns: the namespace from which load balancer addresses are reached"
+                ),
+            };
+            server::run(data_dir, listen, !no_controllers, gateway, publish)
         }
         Command::Agent(args) => {
             init_logging();
@@ -254,6 +273,7 @@ mod server {
         listen: std::net::SocketAddr,
         controllers: bool,
         gateway: crate::api_gateway::GatewayArgs,
+        publish_load_balancers_from: Option<PathBuf>,
     ) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -290,6 +310,14 @@ mod server {
                 return Ok(());
             }
             let client = crate::readiness::client_from(&kubeconfig).await?;
+            if let Some(netns) = publish_load_balancers_from {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = crate::lb_publisher::run(client, netns).await {
+                        tracing::error!("load balancer publisher: {error:#}");
+                    }
+                });
+            }
             let controllers = tokio::spawn(podnet_controllers::run(
                 client,
                 podnet_controllers::ControllersConfig::default(),

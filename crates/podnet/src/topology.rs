@@ -134,6 +134,31 @@ pub fn apply_underlay_pod_routes(
         .try_for_each(|command| run(command))
 }
 
+/// The LoadBalancer address pool routed from the underlay to every node,
+/// one equal-cost next hop each (as a router in front of a cluster that
+/// announces its load balancer addresses would): whichever node a
+/// connection lands on, its service proxy takes it to an endpoint.
+pub fn underlay_load_balancer_route(plan: &TopologyPlan, pool: &str) -> Vec<String> {
+    let ns = &plan.underlay_netns;
+    let hops: Vec<String> = plan
+        .nodes
+        .iter()
+        .map(|node| format!("nexthop via {} dev {UNDERLAY_BRIDGE}", node.ip))
+        .collect();
+    ip(&format!(
+        "-n {ns} route replace {pool} proto 80 {}",
+        hops.join(" ")
+    ))
+}
+
+/// Apply [`underlay_load_balancer_route`] for the controllers' default pool.
+pub fn apply_underlay_load_balancer_route(plan: &TopologyPlan) -> Result<()> {
+    run(&underlay_load_balancer_route(
+        plan,
+        podnet_controllers::lb_ipam::DEFAULT_POOL,
+    ))
+}
+
 fn run(command: &[String]) -> Result<()> {
     let output = Command::new(&command[0])
         .args(&command[1..])
@@ -237,5 +262,9 @@ mod tests {
             "ip -n dev-underlay route replace 10.244.1.0/24 via 172.18.0.3 dev underlay0 proto 80"
         ]]
         .assert_eq(&routes.join("\n"));
+        expect![[
+            "ip -n dev-underlay route replace 172.18.255.0/24 proto 80 nexthop via 172.18.0.2 dev underlay0 nexthop via 172.18.0.3 dev underlay0"
+        ]]
+        .assert_eq(&underlay_load_balancer_route(&plan, "172.18.255.0/24").join(" "));
     }
 }
