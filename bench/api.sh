@@ -10,6 +10,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 pods="${1:-10000}"
 watchers="${2:-100}"
 concurrency="${3:-32}"
+# Binaries come from cargo's target directory (CARGO_TARGET_DIR when set).
+target="${CARGO_TARGET_DIR:-target}"
 cargo build --release --bin podnet -p podnet
 cargo build --release -p podnet-apiserver --example api_bench
 mkdir -p bench/results
@@ -20,7 +22,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-PODNET_LOG=warn target/release/podnet server --no-controllers --data-dir "$dir" --listen 127.0.0.1:0 \
+PODNET_LOG=warn "$target/release/podnet" server --no-controllers --data-dir "$dir" --listen 127.0.0.1:0 \
   >"$dir.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -28,7 +30,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -s "$dir/kubeconfig" ] || { echo "the server did not start:"; cat "$dir.log"; exit 1; }
-target/release/examples/api_bench --kubeconfig "$dir/kubeconfig" --server-pid "$server_pid" \
+"$target/release/examples/api_bench" --kubeconfig "$dir/kubeconfig" --server-pid "$server_pid" \
   --pods "$pods" --watchers "$watchers" --concurrency "$concurrency" > bench/results/api.json
 rm -f "$dir.log"
 python3 - bench/results/api.json <<'PY'

@@ -9,6 +9,8 @@ mod certs;
 mod discovery;
 mod error;
 mod kubernetes_service;
+mod list_body;
+mod memory;
 mod objects;
 mod protobuf;
 mod proxy;
@@ -96,6 +98,7 @@ impl Server {
         let rest = rest::Rest {
             services: Arc::new(rest::load_service_allocator(store.as_ref())?),
             store,
+            watch_lines: Arc::default(),
         };
         rest.bootstrap()?;
         Ok(Server {
@@ -134,6 +137,7 @@ impl Server {
     /// Accept connections until `shutdown` completes; then stop accepting and
     /// close the open connections (watches included).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
+        memory::limit_allocator_memory();
         let listener = tokio::net::TcpListener::from_std(self.listener)
             .map_err(|e| ApiError::Listen(e.to_string()))?;
         let advertised = self.advertise_address.unwrap_or(self.local_addr);

@@ -107,15 +107,106 @@ impl Reply {
     }
 }
 
-/// A list result before rendering (List, Table or metadata list).
-pub struct Listed {
+/// The objects of one store page of a LIST, after selection.
+pub struct ListedPage {
     pub items: Vec<Value>,
-    /// With [`Rest::list_as`]`(.., true)` and no selectors: the objects as
-    /// JSON bytes straight from the store (resourceVersion spliced in),
+    /// With `stored_bytes` and no selectors: the objects as JSON bytes
+    /// straight from the store (resourceVersion spliced in), never decoded,
     /// instead of `items`.
     pub stored: Vec<bytes::Bytes>,
-    pub revision: i64,
-    pub continue_token: Option<String>,
+}
+
+/// Store pages read while a LIST is written out.
+const LIST_PAGE: usize = 500;
+
+/// A LIST in progress: [`ListCursor::next_page`] reads the next store page
+/// and returns the objects it selects. The list's resourceVersion is the
+/// revision of its first page.
+pub struct ListCursor {
+    info: &'static ResourceInfo,
+    prefix: String,
+    start_after: Option<String>,
+    label_selector: Option<LabelSelector>,
+    field_selector: Option<FieldSelector>,
+    limit: Option<usize>,
+    stored_bytes: bool,
+    taken: usize,
+    revision: Option<i64>,
+    continue_key: Option<String>,
+    finished: bool,
+}
+
+impl ListCursor {
+    /// Whether the request asked for at most `limit` objects (and so may get
+    /// a continue token).
+    pub fn limited(&self) -> bool {
+        self.limit.is_some()
+    }
+
+    /// The next page's objects; `None` once the list is complete.
+    pub fn next_page(&mut self, store: &dyn Store) -> Result<Option<ListedPage>, ApiError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let page = store.list(&self.prefix, self.start_after.as_deref(), Some(LIST_PAGE))?;
+        self.revision.get_or_insert(page.revision);
+        let mut listed = ListedPage {
+            items: Vec::new(),
+            stored: Vec::new(),
+        };
+        let page_len = page.records.len();
+        for (index, record) in page.records.iter().enumerate() {
+            if self.stored_bytes {
+                let bytes =
+                    match crate::raw::with_resource_version(&record.value, record.mod_revision) {
+                        Some(bytes) => bytes,
+                        None => serde_json::to_vec(&decode_record(self.info, record)?)
+                            .expect("JSON values serialize"),
+                    };
+                listed.stored.push(bytes::Bytes::from(bytes));
+            } else {
+                let obj = decode_record(self.info, record)?;
+                if self
+                    .label_selector
+                    .as_ref()
+                    .is_some_and(|s| !s.matches_object(&obj))
+                    || self
+                        .field_selector
+                        .as_ref()
+                        .is_some_and(|s| !s.matches(&obj))
+                {
+                    continue;
+                }
+                listed.items.push(obj);
+            }
+            self.taken += 1;
+            if self.limit.is_some_and(|l| self.taken >= l) {
+                let more_in_page = index + 1 < page_len;
+                if more_in_page || page.continue_after.is_some() {
+                    self.continue_key = Some(record.key.clone());
+                }
+                self.finished = true;
+                return Ok(Some(listed));
+            }
+        }
+        match page.continue_after {
+            Some(after) => self.start_after = Some(after),
+            None => self.finished = true,
+        }
+        Ok(Some(listed))
+    }
+
+    /// The revision the list is read at (0 before the first page).
+    pub fn revision(&self) -> i64 {
+        self.revision.unwrap_or(0)
+    }
+
+    /// The continue token, once the list is complete.
+    pub fn continue_token(&self) -> Option<String> {
+        self.continue_key
+            .as_ref()
+            .map(|key| encode_continue(key, &self.prefix, self.revision()))
+    }
 }
 
 /// The API's state: the store and the service allocator. Cheap to clone.
@@ -124,6 +215,8 @@ pub struct Rest {
     pub store: Arc<dyn Store>,
     /// Cluster IPs and node ports of the stored Services.
     pub services: Arc<ServiceAllocator>,
+    /// Encoded watch events shared by the watchers of this store.
+    pub watch_lines: Arc<crate::watch::LineCache>,
 }
 
 fn is_service(info: &ResourceInfo) -> bool {
@@ -407,20 +500,24 @@ impl Rest {
         self.load(target.info, &key, name)
     }
 
-    /// LIST with selectors and paging.
-    pub fn list(&self, target: &ResourceTarget, query: &Query) -> Result<Listed, ApiError> {
-        self.list_as(target, query, false)
+    /// LIST with selectors and paging: the selected objects, decoded.
+    pub fn list(&self, target: &ResourceTarget, query: &Query) -> Result<Vec<Value>, ApiError> {
+        let mut cursor = self.list_cursor(target, query, false)?;
+        let mut items = Vec::new();
+        while let Some(page) = cursor.next_page(self.store.as_ref())? {
+            items.extend(page.items);
+        }
+        Ok(items)
     }
 
-    /// LIST; with `stored_bytes` and no selectors the objects come back as
-    /// their stored JSON (in `Listed::stored`), never decoded: the fast path
-    /// for plain JSON lists.
-    pub fn list_as(
+    /// A LIST read page by page (see [`ListCursor`]), so that a large list
+    /// can be encoded and sent while it is read.
+    pub fn list_cursor(
         &self,
         target: &ResourceTarget,
         query: &Query,
         stored_bytes: bool,
-    ) -> Result<Listed, ApiError> {
+    ) -> Result<ListCursor, ApiError> {
         let info = target.info;
         let label_selector = match query.get("labelSelector") {
             Some(s) if !s.is_empty() => Some(LabelSelector::parse(s)?),
@@ -443,64 +540,25 @@ impl Rest {
             _ => None,
         };
         let prefix = collection_prefix(info, self.namespace_of(target).as_deref());
-        let mut start_after = match query.get("continue") {
+        let start_after = match query.get("continue") {
             Some(token) if !token.is_empty() => Some(decode_continue(token, &prefix)?),
             _ => None,
         };
         let stored_bytes = stored_bytes && label_selector.is_none() && field_selector.is_none();
-        let mut items = Vec::new();
-        let mut stored = Vec::new();
-        let mut revision = None;
-        let mut continue_key = None;
-        'pages: loop {
-            let page = self
-                .store
-                .list(&prefix, start_after.as_deref(), Some(500))?;
-            revision.get_or_insert(page.revision);
-            let page_len = page.records.len();
-            for (index, record) in page.records.iter().enumerate() {
-                if stored_bytes {
-                    let bytes =
-                        match crate::raw::with_resource_version(&record.value, record.mod_revision)
-                        {
-                            Some(bytes) => bytes,
-                            None => serde_json::to_vec(&decode_record(info, record)?)
-                                .expect("JSON values serialize"),
-                        };
-                    stored.push(bytes::Bytes::from(bytes));
-                } else {
-                    let obj = decode_record(info, record)?;
-                    if label_selector
-                        .as_ref()
-                        .is_some_and(|s| !s.matches_object(&obj))
-                        || field_selector.as_ref().is_some_and(|s| !s.matches(&obj))
-                    {
-                        continue;
-                    }
-                    items.push(obj);
-                }
-                if limit.is_some_and(|l| items.len() + stored.len() >= l) {
-                    let more_in_page = index + 1 < page_len;
-                    if more_in_page || page.continue_after.is_some() {
-                        continue_key = Some(record.key.clone());
-                    }
-                    break 'pages;
-                }
-            }
-            match page.continue_after {
-                Some(after) => start_after = Some(after),
-                None => break,
-            }
-        }
-        let revision = revision.unwrap_or(0);
-        Ok(Listed {
-            items,
-            stored,
-            revision,
-            continue_token: continue_key.map(|k| encode_continue(&k, &prefix, revision)),
+        Ok(ListCursor {
+            info,
+            prefix,
+            start_after,
+            label_selector,
+            field_selector,
+            limit,
+            stored_bytes,
+            taken: 0,
+            revision: None,
+            continue_key: None,
+            finished: false,
         })
     }
-
     /// Whether `namespace` accepts new objects: 404 when missing, 403 when terminating.
     fn check_namespace_open(
         &self,
@@ -1419,7 +1477,7 @@ impl Rest {
     ) -> Result<Reply, ApiError> {
         let listed = self.list(target, query)?;
         let mut affected = Vec::new();
-        for obj in listed.items {
+        for obj in listed {
             let name = meta_str(&obj, "name").unwrap_or_default().to_string();
             let object_target = ResourceTarget {
                 namespace: meta_str(&obj, "namespace").map(str::to_string),

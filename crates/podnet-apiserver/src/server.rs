@@ -40,7 +40,7 @@ pub fn boxed_incoming(body: Incoming) -> Body {
     body.map_err(std::io::Error::other).boxed()
 }
 
-fn streaming_body(mut receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+pub(crate) fn streaming_body(mut receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
     let stream = futures::stream::poll_fn(move |cx| {
         receiver
             .poll_recv(cx)
@@ -312,110 +312,6 @@ fn render_one(target: &ResourceTarget, rendering: Rendering, obj: Value) -> Valu
     }
 }
 
-fn render_list(target: &ResourceTarget, rendering: Rendering, listed: rest::Listed) -> Value {
-    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(token) = &listed.continue_token {
-        metadata["continue"] = json!(token);
-    }
-    match rendering {
-        Rendering::Object => json!({
-            "kind": target.info.list_kind,
-            "apiVersion": target.info.api_version(),
-            "metadata": metadata,
-            "items": listed.items,
-        }),
-        Rendering::PartialMetadata => json!({
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": metadata,
-            "items": listed.items.iter().map(partial_metadata).collect::<Vec<_>>(),
-        }),
-        Rendering::Table(include) => {
-            let mut table = table::table(
-                target.info,
-                &listed.items,
-                jiff::Timestamp::now(),
-                include,
-                true,
-            );
-            table["metadata"] = metadata;
-            table
-        }
-    }
-}
-
-fn decode_stored(item: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(item)
-        .map_err(|e| ApiError::Internal(format!("a stored object is not JSON: {e}")))
-}
-
-/// A Table from objects still in their stored bytes, one row at a time, so
-/// that a large list never holds every object decoded at once.
-fn stored_table_response(
-    target: &ResourceTarget,
-    include: IncludeObject,
-    listed: rest::Listed,
-) -> Result<Response<Body>, ApiError> {
-    let now = jiff::Timestamp::now();
-    let mut envelope = table::table(target.info, &[], now, include, true);
-    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(token) = &listed.continue_token {
-        metadata["continue"] = json!(token);
-    }
-    envelope["metadata"] = metadata;
-    let mut body = serde_json::to_vec(&envelope).expect("JSON values serialize");
-    if !body.ends_with(b"[]}") {
-        return Err(ApiError::Internal(
-            "a Table envelope must end with its empty rows".into(),
-        ));
-    }
-    body.truncate(body.len() - 2);
-    for (index, item) in listed.stored.iter().enumerate() {
-        let row = table::row(target.info, decode_stored(item)?, now, include);
-        if index > 0 {
-            body.push(b',');
-        }
-        serde_json::to_writer(&mut body, &row).expect("JSON values serialize");
-    }
-    body.extend_from_slice(b"]}");
-    Ok(Response::builder()
-        .status(200)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(full_body(body))
-        .expect("static response parts are valid"))
-}
-
-/// A plain List from objects still in their stored bytes: the envelope is
-/// serialized, the items are copied in as they are.
-fn stored_list_response(target: &ResourceTarget, listed: rest::Listed) -> Response<Body> {
-    let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(token) = &listed.continue_token {
-        metadata["continue"] = json!(token);
-    }
-    let envelope = json!({
-        "kind": target.info.list_kind,
-        "apiVersion": target.info.api_version(),
-        "metadata": metadata,
-    });
-    let mut body = serde_json::to_vec(&envelope).expect("JSON values serialize");
-    body.pop(); // the envelope's closing brace
-    let items_len: usize = listed.stored.iter().map(|item| item.len() + 1).sum();
-    body.reserve(items_len + 16);
-    body.extend_from_slice(b",\"items\":[");
-    for (index, item) in listed.stored.iter().enumerate() {
-        if index > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(item);
-    }
-    body.extend_from_slice(b"]}");
-    Response::builder()
-        .status(200)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(full_body(body))
-        .expect("static response parts are valid")
-}
-
 fn reply_response(reply: Reply) -> Response<Body> {
     json_response(reply.code, &reply.body, &reply.warnings)
 }
@@ -516,26 +412,7 @@ fn serve_resource(
                 .expect("static response"))
         }
         (Method::GET, None, None) => {
-            let mut listed = rest.list_as(&target, query, true)?;
-            if listed.items.is_empty() {
-                match rendering {
-                    Rendering::Object => return Ok(stored_list_response(&target, listed)),
-                    Rendering::Table(include) => {
-                        return stored_table_response(&target, include, listed)
-                    }
-                    Rendering::PartialMetadata => {
-                        listed.items = std::mem::take(&mut listed.stored)
-                            .iter()
-                            .map(|item| decode_stored(item).map(|obj| partial_metadata(&obj)))
-                            .collect::<Result<_, _>>()?;
-                    }
-                }
-            }
-            Ok(json_response(
-                200,
-                &render_list(&target, rendering, listed),
-                &[],
-            ))
+            crate::list_body::list_response(rest, &target, query, rendering)
         }
         (Method::GET, Some(name), None | Some("status")) => {
             let obj = rest.get(&target, name)?;

@@ -12,6 +12,8 @@ use podnet_model::selector::{FieldSelector, LabelSelector};
 use podnet_model::table::{self, IncludeObject};
 use podnet_store::{EventKind, StoreError};
 use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -184,6 +186,63 @@ fn event_type(kind: EventKind) -> &'static str {
     }
 }
 
+/// Wire lines of recent events for watchers that pass the stored bytes on,
+/// keyed by revision: a revision names exactly one change (its kind and
+/// object), so every such watcher sends the same line. The first watcher to
+/// reach an event encodes it; the others share its `Bytes`. Bounded: the
+/// oldest lines are forgotten first (a watcher that far behind encodes its
+/// own).
+pub struct LineCache {
+    lines: Mutex<CachedLines>,
+}
+
+#[derive(Default)]
+struct CachedLines {
+    by_revision: HashMap<i64, Bytes>,
+    order: VecDeque<i64>,
+}
+
+/// Lines kept: about two group-commit batches of events for the most
+/// watched collections, a few MiB of pods.
+const LINE_CACHE_CAPACITY: usize = 2048;
+
+impl Default for LineCache {
+    fn default() -> Self {
+        LineCache {
+            lines: Mutex::new(CachedLines::default()),
+        }
+    }
+}
+
+impl LineCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedLines> {
+        // Every step below leaves the maps consistent: a poisoned lock is usable.
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The line of a live store event passed on as stored.
+    fn line(&self, event: &podnet_store::Event) -> Option<Bytes> {
+        let revision = event.record.mod_revision;
+        if let Some(line) = self.lock().by_revision.get(&revision) {
+            return Some(line.clone());
+        }
+        // Encoded outside the lock: watchers of other events go on meanwhile.
+        let line = stored_bytes_line(event_type(event.kind), &event.record)?;
+        let mut lines = self.lock();
+        if lines.by_revision.insert(revision, line.clone()).is_none() {
+            lines.order.push_back(revision);
+            while lines.order.len() > LINE_CACHE_CAPACITY {
+                if let Some(oldest) = lines.order.pop_front() {
+                    lines.by_revision.remove(&oldest);
+                }
+            }
+        }
+        Some(line)
+    }
+}
+
 /// The wire line of an event built from the stored bytes, without decoding
 /// them (see [`crate::raw`]); `None` when they need the decoder.
 fn stored_bytes_line(kind: &str, record: &podnet_store::Record) -> Option<Bytes> {
@@ -263,6 +322,7 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
     let Some(mut stream) = stream else {
         return Ok(receiver);
     };
+    let lines = Arc::clone(&rest.watch_lines);
     tokio::spawn(async move {
         let mut first = true;
         let mut last_revision = after;
@@ -322,7 +382,7 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                     };
                     last_revision = event.record.mod_revision;
                     if request.passes_stored_bytes() {
-                        if let Some(line) = stored_bytes_line(event_type(event.kind), &event.record) {
+                        if let Some(line) = lines.line(&event) {
                             if sender.send(line).await.is_err() {
                                 return;
                             }
