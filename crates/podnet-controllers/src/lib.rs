@@ -8,6 +8,7 @@
 
 pub mod endpoints;
 pub mod endpoints_controller;
+pub mod endpointslice_mirroring;
 pub mod events;
 pub mod garbage_collector;
 pub mod lb_ipam;
@@ -166,6 +167,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig) -> Result<(), 
         garbage_collector::run_garbage_collector(client.clone(), config.clone()),
         endpoints_controller::run_endpoint_controllers(client.clone(), config.clone()),
         lb_ipam::run_lb_ipam(client.clone(), config.load_balancer_pool),
+        endpointslice_mirroring::run_endpointslice_mirroring(client.clone()),
         workloads_controller::run_workload_controllers(client.clone(), config.clone()),
         node_lifecycle::run_node_lifecycle(client, config),
     )?;

@@ -1,6 +1,7 @@
 //! The EndpointSlice and Endpoints controllers against a real API server:
 //! slices follow pod readiness, named ports resolve per pod, selector-less
-//! Services keep manual Endpoints, deleting the Service removes both.
+//! Services keep manual Endpoints (mirrored into a slice), deleting the
+//! Service removes both.
 
 mod support;
 
@@ -241,9 +242,29 @@ async fn selectorless_services_keep_manual_endpoints_and_many_pods_split_slices(
         kept.subsets.unwrap()[0].addresses.as_ref().unwrap()[0].ip,
         "192.0.2.10"
     );
-    let none = slices
+    // The EndpointSlice controller leaves the selector-less Service alone;
+    // its manual Endpoints are mirrored into one slice.
+    let external = slices
         .list(&ListParams::default().labels("kubernetes.io/service-name=external"))
         .await
         .unwrap();
-    assert!(none.items.is_empty());
+    let managers: Vec<(String, String)> = external
+        .items
+        .iter()
+        .map(|slice| {
+            (
+                slice.metadata.name.clone().unwrap_or_default(),
+                slice.metadata.labels.as_ref().unwrap()["endpointslice.kubernetes.io/managed-by"]
+                    .clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        managers,
+        vec![(
+            "external-mirror-0".to_string(),
+            "endpointslicemirroring-controller.k8s.io".to_string()
+        )]
+    );
+    assert_eq!(external.items[0].endpoints[0].addresses, vec!["192.0.2.10"]);
 }
