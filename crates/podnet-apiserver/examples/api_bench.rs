@@ -286,12 +286,16 @@ async fn main() {
                 };
                 let now = epoch.elapsed().as_nanos() as u64;
                 pending.extend_from_slice(&data);
-                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
+                // Lines are consumed in place and the rest moved down once per
+                // frame (a frame may carry many events).
+                let mut start = 0;
+                while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+                    let line = &pending[start..start + end + 1];
+                    start += end + 1;
                     if !line.starts_with(b"{\"type\":\"ADDED\"") {
                         continue;
                     }
-                    let Some(index) = pod_index(&line) else {
+                    let Some(index) = pod_index(line) else {
                         continue;
                     };
                     seen += 1;
@@ -304,6 +308,7 @@ async fn main() {
                     };
                     lags_ms.push(lag as f64 / 1e6);
                 }
+                pending.drain(..start);
             }
             (seen, lags_ms)
         }));
