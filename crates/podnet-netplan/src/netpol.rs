@@ -36,6 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde_json::Value;
@@ -432,11 +433,13 @@ pub enum SetKind {
     PodPorts,
 }
 
-/// A named set and its elements (rendered).
+/// A named set and its elements (rendered). Elements are shared: a set
+/// carried over from an earlier compile is the same allocation, so
+/// assembling and diffing unchanged sets costs nothing per element.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftSet {
     pub kind: SetKind,
-    pub elements: BTreeSet<String>,
+    pub elements: Arc<BTreeSet<String>>,
 }
 
 /// The desired contents of the table (besides its fixed skeleton).
@@ -736,7 +739,7 @@ fn compile_policy(
                         set_name.clone(),
                         NftSet {
                             kind: SetKind::Peers,
-                            elements: ranges.iter().copied().map(render_range).collect(),
+                            elements: Arc::new(ranges.iter().copied().map(render_range).collect()),
                         },
                     );
                     match direction {
@@ -817,7 +820,7 @@ fn compile_policy(
                                 named_set.clone(),
                                 NftSet {
                                     kind: SetKind::PodPorts,
-                                    elements,
+                                    elements: Arc::new(elements),
                                 },
                             );
                             lines.push(format!(
@@ -1069,6 +1072,7 @@ pub fn render_update(old: &NetpolRuleset, new: &NetpolRuleset, with_skeleton: bo
                 let elements: Vec<&String> = set.elements.iter().collect();
                 render_elements(&mut out, "set", name, declaration, &elements);
             }
+            Some(previous) if Arc::ptr_eq(&previous.elements, &set.elements) => {}
             Some(previous) if previous.elements.is_subset(&set.elements) => {
                 let added: Vec<&String> = set.elements.difference(&previous.elements).collect();
                 render_elements(&mut out, "set", name, declaration, &added);
