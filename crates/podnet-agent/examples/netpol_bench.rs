@@ -275,6 +275,7 @@ fn merge(mut runs: Vec<ConnectStats>) -> ConnectStats {
 
 fn main() {
     let mut out: Option<PathBuf> = None;
+    let mut dump_dir: Option<PathBuf> = None;
     let mut count = 1000usize;
     let mut seconds = 1u64;
     let mut rounds = 5usize;
@@ -282,6 +283,7 @@ fn main() {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = args.next().map(PathBuf::from),
+            "--dump-dir" => dump_dir = args.next().map(PathBuf::from),
             "--policies" => {
                 count = args
                     .next()
@@ -301,7 +303,7 @@ fn main() {
                     .expect("--rounds R")
             }
             other => panic!(
-                "unknown argument {other} (use --out PATH --policies N --seconds S --rounds R)"
+                "unknown argument {other} (use --out PATH --policies N --seconds S --rounds R --dump-dir DIR)"
             ),
         }
     }
@@ -357,6 +359,17 @@ fn main() {
     let removal = render_update(&next, &back, false);
     apply_script(&b.node, &removal).expect("remove one");
     let remove_one = started.elapsed();
+    if let Some(dir) = &dump_dir {
+        // The scripts, to replay by hand (`nft -f`) in a throwaway namespace.
+        std::fs::create_dir_all(dir).expect("dump dir");
+        for (name, text) in [
+            ("full.nft", &script),
+            ("add_one.nft", &update),
+            ("remove_one.nft", &removal),
+        ] {
+            std::fs::write(dir.join(name), text).expect("write dump");
+        }
+    }
     apply_script(&b.node, &render_update(&back, &next, false)).expect("re-add");
 
     // The server's policy alone on bed a, then compare isolated paths.

@@ -21,8 +21,9 @@
 //! - verdict maps `ingress-pods` / `egress-pods` keyed by the local pod IPs
 //!   that some policy isolates, dispatching to one chain per pod;
 //! - a pod's chain holds one rule per policy rule selecting that pod: peers
-//!   are a named interval set per policy rule (`ing_<ns>_<policy>_<n>`,
-//!   union of the selected pods' IPs and ipBlock ranges minus `except`),
+//!   are a named interval set (union of the selected pods' IPs and ipBlock
+//!   ranges minus `except`) named after a digest of the rule's peers
+//!   (`peers_<hash>`), so rules with the same peers share one set,
 //!   ports an inline `meta l4proto . th dport` set (named ports resolved on
 //!   that pod). Egress rules with named ports use a concatenated set
 //!   `ipv4_addr . inet_proto . inet_service` of (destination pod, port);
@@ -460,19 +461,44 @@ enum Direction {
     Egress,
 }
 
-/// Short, valid nft identifier for a policy (k8s names never contain `_`).
-fn policy_key(policy: &PolicyInfo) -> String {
-    let key = format!("{}_{}", policy.namespace, policy.name);
-    if key.len() <= 200 {
-        key
+/// Name of the peer set of a rule: a digest of what decides its contents
+/// (the peers, and the policy's namespace when a peer is relative to it), so
+/// every rule with the same peers, in any policy and either direction,
+/// shares one set. Fewer sets make the table cheaper to load and to read
+/// back (nft reads every set's definition before adding a rule).
+fn peer_set_name(policy: &PolicyInfo, rule: &Rule) -> String {
+    let relative = rule.peers.iter().any(|peer| {
+        matches!(
+            peer,
+            Peer::Selectors {
+                namespaces: None,
+                ..
+            }
+        )
+    });
+    let context = if relative {
+        policy.namespace.as_str()
     } else {
-        // FNV-1a: stable across runs and versions.
-        let mut hash: u64 = 0xcbf29ce484222325;
-        for byte in key.bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3);
-        }
-        format!("{}_{hash:016x}", &key[..100])
-    }
+        ""
+    };
+    format!("peers_{}", digest(&format!("{context:?} {:?}", rule.peers)))
+}
+
+/// Name of the (destination pod . port) set of an egress rule's named ports.
+fn named_port_set_name(peer_set: &str, named: &[PolicyPort]) -> String {
+    format!("ports_{}", digest(&format!("{peer_set} {named:?}")))
+}
+
+/// 128 bits of SHA-256, hex: names that different contents cannot share.
+fn digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(text.as_bytes());
+    hash[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 /// Inclusive u32 intervals, merged.
@@ -708,11 +734,10 @@ fn compile_policy(
     if selected.is_empty() {
         return contribution;
     }
-    let key = policy_key(policy);
     for direction in [Direction::Ingress, Direction::Egress] {
-        let (isolates, rules, prefix) = match direction {
-            Direction::Ingress => (policy.ingress_isolates, &policy.ingress, "ing"),
-            Direction::Egress => (policy.egress_isolates, &policy.egress, "egr"),
+        let (isolates, rules) = match direction {
+            Direction::Ingress => (policy.ingress_isolates, &policy.ingress),
+            Direction::Egress => (policy.egress_isolates, &policy.egress),
         };
         if !isolates {
             continue;
@@ -726,12 +751,12 @@ fn compile_policy(
                 .entry(pod.ip.expect("local pods have IPs"))
                 .or_default();
         }
-        for (number, rule) in rules.iter().enumerate() {
+        for rule in rules {
             if rule.unusable_ports && rule.ports.is_empty() {
                 continue;
             }
             let ranges = index.rule_ranges(policy, rule);
-            let set_name = format!("{prefix}_{key}_{number}");
+            let set_name = peer_set_name(policy, rule);
             let peer_match = match &ranges {
                 None => String::new(),
                 Some(ranges) => {
@@ -815,7 +840,7 @@ fn compile_policy(
                                     elements.insert(format!("{ip} . {} . {port}", protocol.nft()));
                                 }
                             }
-                            let named_set = format!("{set_name}_named");
+                            let named_set = named_port_set_name(&set_name, &named);
                             contribution.sets.insert(
                                 named_set.clone(),
                                 NftSet {
@@ -1225,10 +1250,10 @@ mod tests {
                 ]}),
             )],
             expect![[r#"
-                add set inet podnet-netpol ing_x_web_0 { type ipv4_addr; flags interval; elements = { 10.244.0.128-10.244.0.255, 10.244.1.3-10.244.1.4, 10.244.2.0-10.244.255.255 } }
+                add set inet podnet-netpol peers_2971bceb29fb49c43aa76f500618bb2a { type ipv4_addr; flags interval; elements = { 10.244.0.128-10.244.0.255, 10.244.1.3-10.244.1.4, 10.244.2.0-10.244.255.255 } }
                 add chain inet podnet-netpol ing_10.244.0.2
                 add rule inet podnet-netpol ing_10.244.0.2 ct state invalid drop
-                add rule inet podnet-netpol ing_10.244.0.2 ip saddr @ing_x_web_0 meta l4proto . th dport { tcp . 80, udp . 81-90, sctp . 0-65535 } accept
+                add rule inet podnet-netpol ing_10.244.0.2 ip saddr @peers_2971bceb29fb49c43aa76f500618bb2a meta l4proto . th dport { tcp . 80, udp . 81-90, sctp . 0-65535 } accept
                 add rule inet podnet-netpol ing_10.244.0.2 drop
                 add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2 } }
             "#]],
@@ -1246,12 +1271,12 @@ mod tests {
                 ]}),
             )],
             expect![[r#"
-                add set inet podnet-netpol egr_x_out_0 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3, 10.244.1.2-10.244.1.4 } }
-                add set inet podnet-netpol egr_x_out_0_named { type ipv4_addr . inet_proto . inet_service; elements = { 10.244.0.2 . tcp . 80, 10.244.0.3 . tcp . 8080, 10.244.1.2 . tcp . 80, 10.244.1.3 . tcp . 8080, 10.244.1.4 . tcp . 80 } }
+                add set inet podnet-netpol peers_51813f7ea6d49055af139ac90bdd67e2 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3, 10.244.1.2-10.244.1.4 } }
+                add set inet podnet-netpol ports_4c2929a527a5dd289ab877c3b5e8d916 { type ipv4_addr . inet_proto . inet_service; elements = { 10.244.0.2 . tcp . 80, 10.244.0.3 . tcp . 8080, 10.244.1.2 . tcp . 80, 10.244.1.3 . tcp . 8080, 10.244.1.4 . tcp . 80 } }
                 add chain inet podnet-netpol egr_10.244.0.3
                 add rule inet podnet-netpol egr_10.244.0.3 ct state invalid drop
-                add rule inet podnet-netpol egr_10.244.0.3 ip daddr @egr_x_out_0 meta l4proto . th dport { udp . 53 } return
-                add rule inet podnet-netpol egr_10.244.0.3 ip daddr . meta l4proto . th dport @egr_x_out_0_named return
+                add rule inet podnet-netpol egr_10.244.0.3 ip daddr @peers_51813f7ea6d49055af139ac90bdd67e2 meta l4proto . th dport { udp . 53 } return
+                add rule inet podnet-netpol egr_10.244.0.3 ip daddr . meta l4proto . th dport @ports_4c2929a527a5dd289ab877c3b5e8d916 return
                 add rule inet podnet-netpol egr_10.244.0.3 return
                 add rule inet podnet-netpol egr_10.244.0.3 drop
                 add map inet podnet-netpol egress-pods { type ipv4_addr : verdict; elements = { 10.244.0.3 : jump egr_10.244.0.3 } }
@@ -1269,7 +1294,7 @@ mod tests {
             add table inet podnet-netpol
             delete table inet podnet-netpol
             add table inet podnet-netpol
-            add set inet podnet-netpol ing_x_deny_0 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3 } }
+            add set inet podnet-netpol peers_5dcfcbd6fcd6069627f1a0e98c208241 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3 } }
             add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; }
             add map inet podnet-netpol egress-pods { type ipv4_addr : verdict; }
             add chain inet podnet-netpol forward { type filter hook forward priority filter + 5; policy accept; }
@@ -1281,7 +1306,7 @@ mod tests {
             add rule inet podnet-netpol input ip saddr vmap @egress-pods
             add chain inet podnet-netpol ing_10.244.0.2
             add rule inet podnet-netpol ing_10.244.0.2 ct state invalid drop
-            add rule inet podnet-netpol ing_10.244.0.2 ip saddr @ing_x_deny_0 accept
+            add rule inet podnet-netpol ing_10.244.0.2 ip saddr @peers_5dcfcbd6fcd6069627f1a0e98c208241 accept
             add rule inet podnet-netpol ing_10.244.0.2 drop
             add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2 } }
         "#]]
@@ -1301,7 +1326,7 @@ mod tests {
         changed.pods[1].labels.insert("pod".into(), "z".into());
         let after = plan_netpol(&changed);
         expect![[r#"
-            flush set inet podnet-netpol ing_x_allow_0
+            flush set inet podnet-netpol peers_1a356ef332cd1058ea9a68290448f85d
         "#]]
         .assert_eq(&render_update(&before, &after, false));
         // Deleting the allow policy: its set goes, x/a's chain is refilled.
@@ -1310,7 +1335,7 @@ mod tests {
             flush chain inet podnet-netpol ing_10.244.0.2
             add rule inet podnet-netpol ing_10.244.0.2 ct state invalid drop
             add rule inet podnet-netpol ing_10.244.0.2 drop
-            delete set inet podnet-netpol ing_x_allow_0
+            delete set inet podnet-netpol peers_1a356ef332cd1058ea9a68290448f85d
         "#]]
         .assert_eq(&render_update(&before, &only_deny, false));
         // Deleting everything: map entries, chains, sets.
@@ -1320,10 +1345,65 @@ mod tests {
             delete chain inet podnet-netpol ing_10.244.0.2
             flush chain inet podnet-netpol ing_10.244.0.3
             delete chain inet podnet-netpol ing_10.244.0.3
-            delete set inet podnet-netpol ing_x_allow_0
+            delete set inet podnet-netpol peers_1a356ef332cd1058ea9a68290448f85d
         "#]]
         .assert_eq(&render_update(&before, &NetpolRuleset::default(), false));
         assert_eq!(render_update(&before, &before, false), "");
+    }
+
+    #[test]
+    fn rules_with_the_same_peers_share_one_set() {
+        let from_y = |name: &str, selected: &str| {
+            policy(
+                name,
+                json!({"podSelector": {"matchLabels": {"pod": selected}},
+                       "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}),
+            )
+        };
+        // Same peers relative to the namespace: a different set per namespace.
+        let same_namespace = policy(
+            "local",
+            json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}),
+        );
+        let both = plan_netpol(&input(vec![
+            from_y("one", "a"),
+            from_y("two", "b"),
+            same_namespace.clone(),
+        ]));
+        expect![[r#"
+            add set inet podnet-netpol peers_5dcfcbd6fcd6069627f1a0e98c208241 { type ipv4_addr; flags interval; elements = { 10.244.0.2-10.244.0.3 } }
+            add set inet podnet-netpol peers_bd78fa0973ec9e7ed698d4a03e81f4bf { type ipv4_addr; flags interval; elements = { 10.244.1.2-10.244.1.4 } }
+            add chain inet podnet-netpol ing_10.244.0.2
+            add chain inet podnet-netpol ing_10.244.0.3
+            add rule inet podnet-netpol ing_10.244.0.2 ct state invalid drop
+            add rule inet podnet-netpol ing_10.244.0.2 ip saddr @peers_5dcfcbd6fcd6069627f1a0e98c208241 accept
+            add rule inet podnet-netpol ing_10.244.0.2 ip saddr @peers_bd78fa0973ec9e7ed698d4a03e81f4bf accept
+            add rule inet podnet-netpol ing_10.244.0.2 drop
+            add rule inet podnet-netpol ing_10.244.0.3 ct state invalid drop
+            add rule inet podnet-netpol ing_10.244.0.3 ip saddr @peers_5dcfcbd6fcd6069627f1a0e98c208241 accept
+            add rule inet podnet-netpol ing_10.244.0.3 ip saddr @peers_bd78fa0973ec9e7ed698d4a03e81f4bf accept
+            add rule inet podnet-netpol ing_10.244.0.3 drop
+            add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2, 10.244.0.3 : goto ing_10.244.0.3 } }
+        "#]]
+        .assert_eq(&render_update(&NetpolRuleset::default(), &both, false));
+        // A relative peer in another namespace has its own set.
+        let mut other = input(vec![same_namespace.clone()]);
+        other.policies[0].namespace = "y".into();
+        let in_y = plan_netpol(&other);
+        assert_eq!(in_y.sets.len(), 0, "y has no local pods: {in_y:?}");
+        let name_x = peer_set_name(&other.policies[0], &other.policies[0].ingress[0]);
+        let in_x = plan_netpol(&input(vec![same_namespace]));
+        assert!(!in_x.sets.contains_key(&name_x), "{in_x:?}");
+        // Deleting one of two policies that share a set keeps the set.
+        let one = plan_netpol(&input(vec![from_y("one", "a")]));
+        let two = plan_netpol(&input(vec![from_y("one", "a"), from_y("two", "b")]));
+        expect![[r#"
+            flush map inet podnet-netpol ingress-pods
+            add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2 } }
+            flush chain inet podnet-netpol ing_10.244.0.3
+            delete chain inet podnet-netpol ing_10.244.0.3
+        "#]]
+        .assert_eq(&render_update(&two, &one, false));
     }
 
     #[test]
