@@ -12,6 +12,7 @@ DURATION=${DURATION:-10}
 SERVICES=${SERVICES:-10000}
 PODS=${PODS:-10000}
 LATENCY_QPS=${LATENCY_QPS:-20000}
+OUTSTANDING=${OUTSTANDING:-200}
 NS=pdnsbench-$$
 WORK=$(mktemp -d /tmp/pdnsbench.XXXXXX)
 PIDS=()
@@ -27,7 +28,7 @@ for tool in dnsperf unbound ip; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
 cargo build --release -q -p podnet-dns --example bench_server
-BIN=target/release/examples/bench_server
+BIN=${CARGO_TARGET_DIR:-target}/release/examples/bench_server
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
@@ -66,16 +67,26 @@ for _ in $(seq 1 100); do
 done
 in_ns dig +short -p 5353 @127.0.0.1 svc1.ns1.svc.cluster.local A | grep -q . || { echo "podnet-dns does not answer" >&2; exit 1; }
 
-throughput() { # port file -> "qps lost"
-  in_ns dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DURATION" -c 4 -T 1 -q 200 > "$WORK/perf.txt" 2>&1 || true
+percentiles() { # dnsperf -v output -> "p50_ms p99_ms"
+  awk '$1 == ">" {print $NF}' "$1" | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "0 0"; exit}; printf "%.3f %.3f\n", a[int(NR*0.5)]*1000, a[int(NR*0.99)]*1000}'
+}
+throughput() { # port file -> "qps lost"  (unthrottled, -q OUTSTANDING in flight)
+  in_ns dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DURATION" -c 4 -T 1 -q "$OUTSTANDING" > "$WORK/perf.txt" 2>&1 || true
   local qps lost
   qps=$(awk '/Queries per second:/ {print $4}' "$WORK/perf.txt")
   lost=$(awk '/Queries lost:/ {print $3}' "$WORK/perf.txt")
   echo "${qps:-0} ${lost:-0}"
 }
+latency_at_max() { # port file -> "qps p50_ms p99_ms": unthrottled, every reply timed
+  # (-v costs the client time, so this QPS is a little below the plain run's).
+  in_ns dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l 5 -c 4 -T 1 -q "$OUTSTANDING" -v > "$WORK/max.txt" 2>&1 || true
+  local qps
+  qps=$(awk '/Queries per second:/ {print $4}' "$WORK/max.txt")
+  echo "${qps:-0} $(percentiles "$WORK/max.txt")"
+}
 latency() { # port file -> "p50_ms p99_ms" at a fixed rate
   in_ns dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l 5 -Q "$LATENCY_QPS" -c 2 -T 1 -v > "$WORK/lat.txt" 2>&1 || true
-  awk '$1 == ">" {print $NF}' "$WORK/lat.txt" | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "0 0"; exit}; printf "%.3f %.3f\n", a[int(NR*0.5)]*1000, a[int(NR*0.99)]*1000}'
+  percentiles "$WORK/lat.txt"
 }
 
 declare -A R
@@ -83,29 +94,36 @@ for server in podnet-dns unbound; do
   port=5353; [ "$server" = unbound ] && port=5300
   for mix in cluster mixed; do
     read -r qps lost < <(throughput "$port" "$WORK/queries-$mix.txt")
+    read -r maxqps maxp50 maxp99 < <(latency_at_max "$port" "$WORK/queries-$mix.txt")
     read -r p50 p99 < <(latency "$port" "$WORK/queries-$mix.txt")
-    R["$server/$mix"]="$qps $lost $p50 $p99"
+    R["$server/$mix"]="$qps $lost $p50 $p99 $maxqps $maxp50 $maxp99"
   done
 done
 RSS_SERVING=$(awk '/VmRSS:/ {print $2}' /proc/$PODNET_PID/status 2>/dev/null || echo 0)
 # The process started by `ip netns exec` is the bench server itself (exec).
 
 python3 - "$WORK/server.json" "$RSS_SERVING" "$DURATION" "$LATENCY_QPS" \
-  "${R[podnet-dns/cluster]}" "${R[podnet-dns/mixed]}" "${R[unbound/cluster]}" "${R[unbound/mixed]}" <<'PY' | tee bench/dns/result.json
+  "${R[podnet-dns/cluster]}" "${R[podnet-dns/mixed]}" "${R[unbound/cluster]}" "${R[unbound/mixed]}" "$OUTSTANDING" <<'PY' | tee bench/dns/result.json
 import json, sys
 server = json.load(open(sys.argv[1]))
-rss_serving = int(sys.argv[2]); duration = int(sys.argv[3]); latency_qps = int(sys.argv[4])
+rss_serving = int(sys.argv[2]); duration = int(sys.argv[3]); latency_qps = int(sys.argv[4]); outstanding = int(sys.argv[9])
 def parse(text):
-    qps, lost, p50, p99 = text.split()
-    return {"qps": float(qps), "lost": int(lost), "p50_ms_at_fixed_rate": float(p50), "p99_ms_at_fixed_rate": float(p99)}
+    qps, lost, p50, p99, maxqps, maxp50, maxp99 = text.split()
+    return {"qps": float(qps), "lost": int(lost),
+            "p50_ms_at_fixed_rate": float(p50), "p99_ms_at_fixed_rate": float(p99),
+            "qps_timed_run": float(maxqps), "p50_ms_at_max": float(maxp50), "p99_ms_at_max": float(maxp99)}
 runs = {"podnet-dns": {"cluster": parse(sys.argv[5]), "mixed": parse(sys.argv[6])},
         "unbound": {"cluster": parse(sys.argv[7]), "mixed": parse(sys.argv[8])}}
 result = {
-    "tool": "dnsperf -c 4 -q 200 (throughput), -Q %d -v (latency)" % latency_qps,
+    "tool": "dnsperf -c 4 -q %d (throughput; latency at max: same with -v), -Q %d -c 2 -v (latency at a fixed rate)" % (outstanding, latency_qps),
+    "fixed_rate_qps": latency_qps,
+    "outstanding_at_max": outstanding,
     "duration_s": duration,
     "runs": runs,
     "ratio_podnet_to_unbound": {m: round(runs["podnet-dns"][m]["qps"] / max(runs["unbound"][m]["qps"], 1), 3) for m in ("cluster", "mixed")},
     "memory": {"services": server["services"], "pods": server["pods"], "endpoints": server["endpoints"],
+               "rss_mb_at_start": round(server["rss_before_kib"] / 1024, 1),
+               "rss_mb_after_snapshot_untrimmed": round(server.get("rss_untrimmed_kib", 0) / 1024, 1),
                "rss_mb_after_snapshot": round(server["rss_after_snapshot_kib"] / 1024, 1),
                "rss_mb_serving": round(rss_serving / 1024, 1)},
 }
@@ -114,10 +132,10 @@ PY
 python3 - bench/dns/result.json <<'PY' >&2
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("\n%-11s %-8s %10s %7s %9s %9s" % ("server", "names", "QPS", "lost", "p50 ms", "p99 ms"))
+print("\n%-11s %-8s %10s %7s | at max (-q %d): %7s %8s | at %d QPS: %8s %8s" % ("server", "names", "max QPS", "lost", r["outstanding_at_max"], "p50 ms", "p99 ms", r["fixed_rate_qps"], "p50 ms", "p99 ms"))
 for s, mixes in r["runs"].items():
     for m, v in mixes.items():
-        print("%-11s %-8s %10.0f %7d %9.3f %9.3f" % (s, m, v["qps"], v["lost"], v["p50_ms_at_fixed_rate"], v["p99_ms_at_fixed_rate"]))
+        print("%-11s %-8s %10.0f %7d | %22.3f %8.3f | %16.3f %8.3f" % (s, m, v["qps"], v["lost"], v["p50_ms_at_max"], v["p99_ms_at_max"], v["p50_ms_at_fixed_rate"], v["p99_ms_at_fixed_rate"]))
 print("ratio podnet-dns/unbound: cluster %.2f, mixed %.2f" % (r["ratio_podnet_to_unbound"]["cluster"], r["ratio_podnet_to_unbound"]["mixed"]))
 m = r["memory"]
 print("memory with %d services, %d pods (%d endpoints): %.1f MB after snapshot, %.1f MB serving" % (m["services"], m["pods"], m["endpoints"], m["rss_mb_after_snapshot"], m["rss_mb_serving"]))

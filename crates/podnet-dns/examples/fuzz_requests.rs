@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
-use podnet_dns::server::{Handler, Step};
+use podnet_dns::fast::{ReplyCache, DEFAULT_CAPACITY};
+use podnet_dns::server::{Handler, Step, UdpStep};
 use podnet_dns::snapshot::{EndpointInfo, PortInfo, ServiceInfo, SliceInfo, World};
 use podnet_dns::{ForwardConfig, Forwarder, Snapshot};
 use rand::rngs::StdRng;
@@ -191,6 +192,9 @@ fn main() {
     let forwarder = Arc::new(Forwarder::new(ForwardConfig::default()));
     let handler = Handler::new(snapshot, forwarder);
     let seeds = seeds();
+    // UDP inputs take the UDP threads' path (reply cache in front).
+    let (mut cache, mut scratch, mut out) =
+        (ReplyCache::new(DEFAULT_CAPACITY), Vec::new(), Vec::new());
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
     let (mut replies, mut dropped, mut upstream, mut slowest) = (0u64, 0u64, 0u64, Duration::ZERO);
@@ -198,8 +202,17 @@ fn main() {
         let input = mutate(&mut rng, &seeds);
         let tcp = index.is_multiple_of(3);
         let begin = Instant::now();
-        let result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| match handler.start(&input, tcp) {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let step = if tcp {
+                handler.start(&input, tcp)
+            } else {
+                match handler.start_udp(&input, &mut cache, &mut scratch, &mut out) {
+                    UdpStep::Reply => Step::Done(Some(out.clone())),
+                    UdpStep::Nothing => Step::Done(None),
+                    UdpStep::Upstream(pending) => Step::Upstream(pending),
+                }
+            };
+            match step {
                 Step::Done(Some(reply)) => {
                     assert!(
                         tcp || reply.len() <= 4096,
@@ -216,7 +229,8 @@ fn main() {
                         .map(|_| 2)
                         .unwrap_or(0)
                 }
-            }));
+            }
+        }));
         let took = begin.elapsed();
         slowest = slowest.max(took);
         match result {

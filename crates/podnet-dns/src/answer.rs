@@ -447,7 +447,7 @@ fn find(snapshot: &Snapshot, labels: &[String]) -> Result<Vec<Item>, Miss> {
                         items.push(Item {
                             host: Host::Ip(ep.ip),
                             port: None,
-                            key: ep.name.clone(),
+                            key: ep.name_in(&entry.name),
                         });
                     }
                     continue;
@@ -457,7 +457,7 @@ fn find(snapshot: &Snapshot, labels: &[String]) -> Result<Vec<Item>, Miss> {
                         items.push(Item {
                             host: Host::Ip(ep.ip),
                             port: Some(p.port),
-                            key: ep.name.clone(),
+                            key: ep.name_in(&entry.name),
                         });
                     }
                 }

@@ -731,3 +731,102 @@ fn publish_not_ready_addresses_include_unready_endpoints() {
     };
     assert_eq!(response.answers.len(), 1);
 }
+
+/// The UDP fast path answers exactly what the slow path answers: on the
+/// miss that fills the cache and on every hit, byte for byte (lowercase
+/// names), and with the client's spelling of the question (mixed case).
+#[test]
+fn cached_udp_replies_match_the_slow_path() {
+    use std::sync::Arc;
+
+    use arc_swap::ArcSwap;
+
+    use crate::fast::{self, ReplyCache};
+    use crate::forward::{ForwardConfig, Forwarder};
+    use crate::server::{Handler, Step, UdpStep};
+
+    let handler = Handler::new(
+        Arc::new(ArcSwap::from_pointee(snapshot())),
+        Arc::new(Forwarder::new(ForwardConfig::default())),
+    );
+    let mut cache = ReplyCache::new(fast::DEFAULT_CAPACITY);
+    let (mut scratch, mut out) = (Vec::new(), Vec::new());
+    let cases = [
+        ("kubernetes.default.svc.cluster.local.", RecordType::A),
+        ("kubernetes.default.svc.cluster.local.", RecordType::AAAA),
+        (
+            "_https._tcp.kubernetes.default.svc.cluster.local.",
+            RecordType::SRV,
+        ),
+        ("nope.default.svc.cluster.local.", RecordType::A),
+        ("cluster.local.", RecordType::SOA),
+        ("1.0.96.10.in-addr.arpa.", RecordType::PTR),
+        ("dns-version.cluster.local.", RecordType::TXT),
+    ];
+    for (name, query_type) in cases {
+        for edns in [false, true] {
+            let mut message = request(name, query_type);
+            if edns {
+                let mut options = Edns::new();
+                options.set_max_payload(1232);
+                message.set_edns(options);
+            }
+            let bytes = message.to_vec().unwrap();
+            let Step::Done(Some(slow)) = handler.start(&bytes, false) else {
+                panic!("{name} {query_type}: the slow path has no reply");
+            };
+            for round in ["miss", "hit"] {
+                let mut again = bytes.clone();
+                again[..2].copy_from_slice(&[0x0b, 0xad]);
+                let UdpStep::Reply = handler.start_udp(&again, &mut cache, &mut scratch, &mut out)
+                else {
+                    panic!("{name} {query_type} {round}: no reply");
+                };
+                assert_eq!(&out[..2], &[0x0b, 0xad], "{name} {query_type} {round}");
+                assert_eq!(&out[2..], &slow[2..], "{name} {query_type} {round}");
+            }
+            // The same name spelled differently: one entry, the client's spelling.
+            let upper = request(&name.to_ascii_uppercase(), query_type);
+            let mut upper = upper;
+            if edns {
+                let mut options = Edns::new();
+                options.set_max_payload(1232);
+                upper.set_edns(options);
+            }
+            let upper_bytes = upper.to_vec().unwrap();
+            let before = cache.len();
+            let UdpStep::Reply =
+                handler.start_udp(&upper_bytes, &mut cache, &mut scratch, &mut out)
+            else {
+                panic!("{name} {query_type} uppercase: no reply");
+            };
+            assert_eq!(cache.len(), before, "{name}: case-folded key reused");
+            let reply = Message::from_vec(&out).unwrap();
+            let expected = Message::from_vec(&slow).unwrap();
+            assert_eq!(reply.queries, upper.queries, "{name}: question as asked");
+            assert_eq!(
+                reply.metadata.response_code,
+                expected.metadata.response_code
+            );
+            let data = |m: &Message| m.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>();
+            assert_eq!(data(&reply), data(&expected), "{name} {query_type}");
+        }
+    }
+    // A new snapshot (a watch event) is never answered from the old cache.
+    handler.snapshot.store(Arc::new(Snapshot::build(
+        &World::default(),
+        "cluster.local",
+        5,
+        2,
+    )));
+    let bytes = request("kubernetes.default.svc.cluster.local.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    let UdpStep::Reply = handler.start_udp(&bytes, &mut cache, &mut scratch, &mut out) else {
+        panic!("no reply after the snapshot changed");
+    };
+    assert_eq!(
+        Message::from_vec(&out).unwrap().metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
+}

@@ -116,7 +116,8 @@ impl Forwarder {
         &self.config
     }
 
-    fn cached(&self, query: &Query) -> Option<Message> {
+    /// The cached answer for `query` (TTLs aged), if any.
+    pub fn cached(&self, query: &Query) -> Option<Message> {
         let cache = self.cache.lock().ok()?;
         let entry = cache.get(&key_of(query))?;
         let now = Instant::now();

@@ -230,9 +230,17 @@ pub struct Endpoint {
     pub ip: IpAddr,
     /// The hostname, or the address with dashes (`10-244-1-5`).
     pub label: String,
-    pub name: Name,
     /// The slice's ports, shared by its endpoints.
     pub ports: Arc<[PortInfo]>,
+}
+
+impl Endpoint {
+    /// `<label>.<service>`: built when answering rather than stored (one
+    /// name per endpoint is most of a large snapshot otherwise). The label
+    /// was checked when the snapshot was built.
+    pub fn name_in(&self, service: &Name) -> Name {
+        child(service, &self.label).unwrap_or_else(|| service.clone())
+    }
 }
 
 /// A service as the answer path sees it.
@@ -356,13 +364,12 @@ impl Snapshot {
                             if endpoints.iter().any(|e| e.ip == *ip && e.label == label) {
                                 continue;
                             }
-                            let Some(endpoint_name) = child(&name, &label) else {
+                            if child(&name, &label).is_none() {
                                 continue;
-                            };
+                            }
                             endpoints.push(Endpoint {
                                 ip: *ip,
                                 label,
-                                name: endpoint_name,
                                 ports: ports.clone(),
                             });
                         }
@@ -373,7 +380,7 @@ impl Snapshot {
                     endpoint_ptr
                         .entry(endpoint.ip)
                         .or_default()
-                        .push(endpoint.name.clone());
+                        .push(endpoint.name_in(&name));
                 }
             }
             let mut pod_hosts: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();

@@ -183,6 +183,7 @@ pub async fn run(client: Client, target: Arc<ArcSwap<Snapshot>>, zone: String, t
     let mut changes = futures::stream::select_all([services, slices, pods, namespaces]);
     let mut tracker = Tracker::default();
     let mut published_synced = false;
+    let mut last_trim: Option<std::time::Instant> = None;
     while let Some(change) = changes.next().await {
         let mut dirty = tracker.apply(change);
         // Take whatever else is already there, then publish once.
@@ -199,6 +200,11 @@ pub async fn run(client: Client, target: Arc<ArcSwap<Snapshot>>, zone: String, t
                 );
             }
             published_synced = true;
+            // At most every 10 s: trimming walks the whole heap.
+            if last_trim.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10)) {
+                crate::release_free_memory();
+                last_trim = Some(std::time::Instant::now());
+            }
         }
     }
 }
