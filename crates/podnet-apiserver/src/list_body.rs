@@ -17,8 +17,8 @@ use crate::ApiError;
 use bytes::Bytes;
 use http::{header, Response};
 use podnet_model::registry::ResourceInfo;
-use podnet_model::table;
-use serde_json::json;
+use podnet_model::table::{self, IncludeObject};
+use serde_json::{json, Value};
 
 /// Encoded pages waiting for the connection. Each is about 500 objects.
 const PAGES_IN_FLIGHT: usize = 2;
@@ -80,10 +80,24 @@ impl Encoder {
     }
 
     /// Append one page's items to `out`.
-    fn page(&mut self, page: ListedPage, out: &mut Vec<u8>) {
+    fn page(&mut self, page: ListedPage, out: &mut Vec<u8>) -> Result<(), ApiError> {
         for item in page.stored {
             self.separator(out);
-            out.extend_from_slice(&item);
+            match self.rendering {
+                Rendering::Table(include) => {
+                    if !stored_table_row(self.info, &item, self.now, include, out) {
+                        let object: Value = serde_json::from_slice(&item).map_err(|e| {
+                            ApiError::Internal(format!("a stored object is not JSON: {e}"))
+                        })?;
+                        serde_json::to_writer(
+                            &mut *out,
+                            &table::row(self.info, object, self.now, include),
+                        )
+                        .expect("JSON values serialize");
+                    }
+                }
+                Rendering::Object | Rendering::PartialMetadata => out.extend_from_slice(&item),
+            }
         }
         for object in page.items {
             self.separator(out);
@@ -99,6 +113,7 @@ impl Encoder {
             }
             .expect("JSON values serialize");
         }
+        Ok(())
     }
 
     fn separator(&mut self, out: &mut Vec<u8>) {
@@ -111,6 +126,89 @@ impl Encoder {
     fn tail(out: &mut Vec<u8>) {
         out.extend_from_slice(b"]}");
     }
+}
+
+/// A Table row from an object's JSON, decoding only what the cells need:
+/// the object without `metadata.managedFields` (usually most of it). The
+/// row's `object` copies the stored metadata as it is. False (and nothing
+/// written) when the bytes are not an object with a metadata object.
+fn stored_table_row(
+    info: &'static ResourceInfo,
+    item: &[u8],
+    now: jiff::Timestamp,
+    include: IncludeObject,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Some(members) = crate::raw::members(item) else {
+        return false;
+    };
+    let Some(metadata) = members
+        .iter()
+        .find(|(key, _)| *key == b"\"metadata\"")
+        .map(|(_, value)| *value)
+    else {
+        return false;
+    };
+    let Some(metadata_members) = crate::raw::members(metadata) else {
+        return false;
+    };
+    let mut slim = Vec::with_capacity(item.len());
+    slim.push(b'{');
+    for (index, (key, value)) in members.iter().enumerate() {
+        if index > 0 {
+            slim.push(b',');
+        }
+        slim.extend_from_slice(key);
+        slim.push(b':');
+        if *key == b"\"metadata\"" {
+            slim.push(b'{');
+            let mut first = true;
+            for (key, value) in &metadata_members {
+                if *key == b"\"managedFields\"" {
+                    continue;
+                }
+                if !first {
+                    slim.push(b',');
+                }
+                first = false;
+                slim.extend_from_slice(key);
+                slim.push(b':');
+                slim.extend_from_slice(value);
+            }
+            slim.push(b'}');
+        } else {
+            slim.extend_from_slice(value);
+        }
+    }
+    slim.push(b'}');
+    let Ok(object) = serde_json::from_slice::<Value>(&slim) else {
+        return false;
+    };
+    let row = table::row(info, object, now, IncludeObject::None);
+    let start = out.len();
+    serde_json::to_writer(&mut *out, &row).expect("JSON values serialize");
+    if out.last() != Some(&b'}') {
+        out.truncate(start);
+        return false;
+    }
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            out.pop();
+            out.extend_from_slice(
+                b",\"object\":{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
+            );
+            out.extend_from_slice(metadata);
+            out.extend_from_slice(b"}}");
+        }
+        IncludeObject::Object => {
+            out.pop();
+            out.extend_from_slice(b",\"object\":");
+            out.extend_from_slice(item);
+            out.push(b'}');
+        }
+    }
+    true
 }
 
 fn content_type(rendering: Rendering) -> &'static str {
@@ -130,8 +228,9 @@ pub fn list_response(
     query: &Query,
     rendering: Rendering,
 ) -> Result<Response<Body>, ApiError> {
-    // Plain lists copy the stored bytes; Tables and metadata need objects.
-    let stored_bytes = rendering == Rendering::Object;
+    // Plain lists copy the stored bytes and Tables decode only part of
+    // them; metadata lists need objects.
+    let stored_bytes = matches!(rendering, Rendering::Object | Rendering::Table(_));
     let mut cursor = rest.list_cursor(target, query, stored_bytes)?;
     let mut encoder = Encoder {
         info: target.info,
@@ -150,7 +249,7 @@ pub fn list_response(
         }
         let mut body = encoder.head(cursor.revision(), cursor.continue_token());
         for page in pages {
-            encoder.page(page, &mut body);
+            encoder.page(page, &mut body)?;
         }
         Encoder::tail(&mut body);
         return Ok(response
@@ -160,7 +259,7 @@ pub fn list_response(
     // Unlimited: no continue token, the envelope is known after one page.
     let mut chunk = encoder.head(cursor.revision(), None);
     if let Some(page) = first {
-        encoder.page(page, &mut chunk);
+        encoder.page(page, &mut chunk)?;
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(PAGES_IN_FLIGHT);
     let store = rest.store.clone();
@@ -176,9 +275,16 @@ pub fn list_response(
                 }
             };
             let last = page.is_none();
-            match page {
+            let encoded = match page {
                 Some(page) => encoder.page(page, &mut chunk),
-                None => Encoder::tail(&mut chunk),
+                None => {
+                    Encoder::tail(&mut chunk);
+                    Ok(())
+                }
+            };
+            if let Err(error) = encoded {
+                tracing::warn!(%error, "a list failed while being sent; its reply ends early");
+                return;
             }
             sent += chunk.len();
             let capacity = chunk.capacity();

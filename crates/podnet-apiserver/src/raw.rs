@@ -61,6 +61,34 @@ pub fn with_resource_version(raw: &[u8], revision: i64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The members of the JSON object `raw`, in order: each key as it appears
+/// (with its quotes) and its value's bytes. `None` when `raw` is not an
+/// object.
+pub fn members(raw: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut scanner = Scanner { bytes: raw, at: 0 };
+    scanner.skip_whitespace();
+    scanner.expect(b'{')?;
+    let mut members = Vec::new();
+    loop {
+        scanner.skip_whitespace();
+        match scanner.peek()? {
+            b'}' => return Some(members),
+            b',' => {
+                scanner.at += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let key = scanner.string()?;
+        scanner.skip_whitespace();
+        scanner.expect(b':')?;
+        scanner.skip_whitespace();
+        let start = scanner.at;
+        scanner.skip_value()?;
+        members.push((key, &raw[start..scanner.at]));
+    }
+}
+
 struct Scanner<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -169,6 +197,31 @@ mod tests {
         let out: Value =
             serde_json::from_slice(&with_resource_version(spaced, 3).unwrap()).unwrap();
         assert_eq!(out["metadata"], json!({"resourceVersion": "3"}));
+    }
+
+    #[test]
+    fn members_are_found_with_their_values() {
+        let raw = br#" {"a" : 1, "b\"c": {"x": [1, "}"]}, "d": "e" } "#;
+        let found = members(raw).unwrap();
+        let found: Vec<(&str, &str)> = found
+            .iter()
+            .map(|(k, v)| {
+                (
+                    std::str::from_utf8(k).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("\"a\"", "1"),
+                ("\"b\\\"c\"", r#"{"x": [1, "}"]}"#),
+                ("\"d\"", "\"e\""),
+            ]
+        );
+        assert_eq!(members(b"[1]"), None);
+        assert_eq!(members(b"{\"a\": 1"), None);
     }
 
     #[test]

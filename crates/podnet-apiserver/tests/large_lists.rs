@@ -95,6 +95,16 @@ fn lists_larger_than_a_page_are_complete_in_every_rendering() {
     assert_eq!(cells, expected_names(|_| true));
     assert_eq!(rows[3]["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(rows[3]["object"]["metadata"]["name"], "cm-00003");
+    // The row's metadata is the object's, managedFields and resourceVersion included.
+    assert_eq!(rows[3]["object"]["metadata"], list["items"][3]["metadata"]);
+    assert!(rows[3]["object"]["metadata"]["managedFields"].is_array());
+    assert_eq!(rows[3]["cells"][1], 1, "the Data column");
+    let whole = get_json(
+        &server,
+        &format!("{path}?includeObject=Object"),
+        &["Accept: application/json;as=Table;v=v1;g=meta.k8s.io"],
+    );
+    assert_eq!(whole["rows"][600]["object"], list["items"][600]);
 
     let metadata = get_json(
         &server,
