@@ -13,11 +13,12 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --bin podnet --bin podnet-cni --example cni_bench
+target="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p bench/results
 status=0
-python3 bench/cluster.py --podnet "$PWD/target/release/podnet" --pods "${1:-100}" --out bench/results/cluster.json || status=1
+python3 bench/cluster.py --podnet "$target/release/podnet" --pods "${1:-100}" --out bench/results/cluster.json || status=1
 echo
-./target/release/examples/cni_bench "$PWD/target/release/podnet-cni" 100 > bench/results/cni.json || status=1
+"$target/release/examples/cni_bench" "$target/release/podnet-cni" 100 > bench/results/cni.json || status=1
 python3 - <<'PY'
 import json
 r = json.load(open("bench/results/cni.json"))
@@ -27,5 +28,5 @@ print("%-28s %s" % ("cni_add_del_reference_ms", r["add_del_reference"]))
 print("%-28s %s" % ("ratio (target <= 0.5)", r["ratio_podnet_to_reference"]))
 PY
 echo
-python3 bench/net.py --podnet "$PWD/target/release/podnet" --out bench/results/net.json || status=1
+python3 bench/net.py --podnet "$target/release/podnet" --out bench/results/net.json || status=1
 exit $status

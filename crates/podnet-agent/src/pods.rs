@@ -474,10 +474,13 @@ impl PodManager {
         let (hosts, resolv, hostname) = self.write_pod_files(pod, &sandbox)?;
         let volume_mounts = crate::volumes::prepare_volumes(pod, &self.pod_dir(&uid))?;
 
-        let containers = self.containers.clone();
-        let pod_uid = uid.clone();
-        let ours: Vec<RuntimeContainer> =
-            blocking(move || containers.list_pod(&pod_uid).map_err(AgentError::Runtime)).await?;
+        // A few small state files of this pod's containers: read in place
+        // rather than on a blocking-pool thread (every pod is resynced each
+        // second, and a thread per concurrent sync only costs memory).
+        let ours: Vec<RuntimeContainer> = self
+            .containers
+            .list_pod(&uid)
+            .map_err(AgentError::Runtime)?;
 
         let context = LaunchContext {
             pod,
@@ -650,7 +653,6 @@ impl PodManager {
                 }
             }
         }
-        self.take_start_slot(slot).await;
         let image_reference = container.image.clone().unwrap_or_default();
         let containers = self.containers.clone();
         let reference = image_reference.clone();
@@ -701,6 +703,9 @@ impl PodManager {
                 };
             }
         };
+        // After the image: a sync that did not create the sandbox does not
+        // hold a slot while an image is being built.
+        self.take_start_slot(slot).await;
         let launch = build_launch(container, attempt, image, context, &self.log_dir);
         let containers = self.containers.clone();
         match blocking(move || containers.start(&launch).map_err(AgentError::Runtime)).await {
