@@ -1038,3 +1038,143 @@ fn pod_ip_in(cluster: &Cluster, namespace: &str, name: &str) -> String {
         "jsonpath={.status.podIP}",
     ])
 }
+
+/// Issue 6, case 5: an egress policy that allows only DNS (UDP and TCP 53
+/// to the kube-dns pods, picked by namespace and pod selector) lets the
+/// selected pod resolve names while every other egress is blocked; with the
+/// DNS allowance removed (egress still isolated) resolution fails too, so
+/// the allowance is what makes names resolve.
+#[test]
+fn egress_allowing_only_dns_to_kube_dns() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::up("npdns", 2, &[]);
+    cluster.wait_for("2 ready DNS pods", Duration::from_secs(180), || {
+        let ready = cluster.kubectl_ok(&[
+            "get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\" \"}{end}",
+        ]);
+        ready.split_whitespace().filter(|s| *s == "True").count() >= 2
+    });
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: c, image: nicolaka/netshoot, command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 8080 -h /www"]
+"#,
+    );
+    for pod in ["client", "web"] {
+        cluster.wait_phase(pod, "Running", Duration::from_secs(120));
+    }
+    let web = pod_ip(&cluster, "web");
+    // `kubernetes.default` through the resolv.conf search path, as libc
+    // clients resolve it (the images' busybox nslookup sends names with a
+    // dot as they are, and those go upstream).
+    let resolves = || {
+        let output = cluster.kubectl(&[
+            "exec",
+            "client",
+            "--",
+            "dig",
+            "+search",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            "kubernetes.default",
+            "A",
+        ]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let ok = output.status.success() && text.lines().any(|line| line.trim() == "10.96.0.1");
+        if !ok {
+            eprintln!(
+                "dig +search kubernetes.default: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        ok
+    };
+    let fetches = || {
+        let output = cluster.kubectl(&[
+            "exec",
+            "client",
+            "--",
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            &format!("http://{web}:8080/"),
+        ]);
+        output.status.success()
+            && String::from_utf8_lossy(&output.stdout).contains("hello-from-web")
+    };
+    // (The DNS service's rules may still be on their way to the node.)
+    cluster.wait_for(
+        "the client resolves names before any policy",
+        Duration::from_secs(30),
+        resolves,
+    );
+    assert!(fetches(), "before any policy the client reaches web");
+
+    let policy = |egress: &str| {
+        format!(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: client-egress}}
+spec:
+  podSelector: {{matchLabels: {{app: client}}}}
+  policyTypes: [Egress]
+  egress: {egress}
+"#
+        )
+    };
+    let allow_dns = r#"
+  - to:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+      podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &policy(allow_dns));
+    cluster.wait_for(
+        "the client is cut off from web",
+        Duration::from_secs(30),
+        || !fetches(),
+    );
+    assert!(
+        resolves(),
+        "kubernetes.default resolves through the DNS allowance"
+    );
+    assert!(!fetches(), "other egress stays blocked");
+
+    // The same policy without the DNS rule: names no longer resolve.
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &policy("[]"));
+    cluster.wait_for(
+        "resolution fails without the DNS allowance",
+        Duration::from_secs(30),
+        || !resolves(),
+    );
+    assert!(!fetches(), "egress to web is still blocked");
+
+    // And back: the allowance alone brings resolution back.
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &policy(allow_dns));
+    cluster.wait_for(
+        "resolution returns with the DNS allowance",
+        Duration::from_secs(30),
+        resolves,
+    );
+    assert!(!fetches(), "egress to web is blocked throughout");
+}
