@@ -447,8 +447,9 @@ pub struct NftSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetpolRuleset {
     pub sets: BTreeMap<String, NftSet>,
-    /// Per-pod chains: name → rules.
-    pub chains: BTreeMap<String, Vec<String>>,
+    /// Per-pod chains: name → rules (shared with the compiler's copy, so an
+    /// unchanged chain is neither copied nor compared).
+    pub chains: BTreeMap<String, Arc<Vec<String>>>,
     /// Isolated local pods: IP → chain (`goto`).
     pub ingress_pods: BTreeMap<Ipv4Addr, String>,
     /// IP → chain (`jump`, returns when allowed).
@@ -897,22 +898,55 @@ fn assemble<'a>(contributions: impl Iterator<Item = &'a PolicyContribution>) -> 
         }
     }
     for (ip, rules) in ingress_rules {
-        let chain = ingress_chain(ip);
-        let mut lines = vec!["ct state invalid drop".to_string()];
-        lines.extend(dedup_keep_order(rules));
-        lines.push("drop".to_string());
-        ruleset.chains.insert(chain.clone(), lines);
-        ruleset.ingress_pods.insert(ip, chain);
+        set_pod_chain(&mut ruleset, Direction::Ingress, ip, Some(rules));
     }
     for (ip, rules) in egress_rules {
-        let chain = egress_chain(ip);
-        let mut lines = vec!["ct state invalid drop".to_string()];
-        lines.extend(dedup_keep_order(rules));
-        lines.push("drop".to_string());
-        ruleset.chains.insert(chain.clone(), lines);
-        ruleset.egress_pods.insert(ip, chain);
+        set_pod_chain(&mut ruleset, Direction::Egress, ip, Some(rules));
     }
     ruleset
+}
+
+/// Put a local pod's chain (its policies' rules in order) and its dispatch
+/// map entry into `ruleset`, or remove both when no policy isolates it.
+fn set_pod_chain(
+    ruleset: &mut NetpolRuleset,
+    direction: Direction,
+    ip: Ipv4Addr,
+    rules: Option<Vec<String>>,
+) {
+    let (chain, pods) = match direction {
+        Direction::Ingress => (ingress_chain(ip), &mut ruleset.ingress_pods),
+        Direction::Egress => (egress_chain(ip), &mut ruleset.egress_pods),
+    };
+    match rules {
+        Some(rules) => {
+            let mut lines = vec!["ct state invalid drop".to_string()];
+            lines.extend(dedup_keep_order(rules));
+            lines.push("drop".to_string());
+            ruleset.chains.insert(chain.clone(), Arc::new(lines));
+            pods.insert(ip, chain);
+        }
+        None => {
+            ruleset.chains.remove(&chain);
+            pods.remove(&ip);
+        }
+    }
+}
+
+/// What a set of changed contributions touches: set names and local pods.
+#[derive(Default)]
+struct Touched {
+    sets: BTreeSet<String>,
+    ingress: BTreeSet<Ipv4Addr>,
+    egress: BTreeSet<Ipv4Addr>,
+}
+
+impl Touched {
+    fn add(&mut self, contribution: &PolicyContribution) {
+        self.sets.extend(contribution.sets.keys().cloned());
+        self.ingress.extend(contribution.ingress.keys());
+        self.egress.extend(contribution.egress.keys());
+    }
 }
 
 /// Compile the ruleset for the local pods of `input`.
@@ -938,6 +972,11 @@ pub struct NetpolCompiler {
     namespaces: Vec<NamespaceInfo>,
     cache: BTreeMap<(String, String), (PolicyInfo, PolicyContribution)>,
     recompiled: usize,
+    /// The last result, assembled from `cache` alone (None after a compile
+    /// that saw two policies with one key, or when pods or namespaces
+    /// changed): the next compile rebuilds only the sets and pod chains the
+    /// changed policies touch.
+    last: Option<NetpolRuleset>,
 }
 
 impl NetpolCompiler {
@@ -952,14 +991,18 @@ impl NetpolCompiler {
     }
 
     pub fn compile(&mut self, input: &NetpolInput) -> NetpolRuleset {
-        let mut pods = input.pods.clone();
+        // Compared by reference; copied only when they changed.
+        let mut pods: Vec<&PodInfo> = input.pods.iter().collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name, a.ip).cmp(&(&b.namespace, &b.name, b.ip)));
-        let mut namespaces = input.namespaces.clone();
+        let mut namespaces: Vec<&NamespaceInfo> = input.namespaces.iter().collect();
         namespaces.sort_by(|a, b| a.name.cmp(&b.name));
-        if pods != self.pods || namespaces != self.namespaces {
+        if !pods.iter().copied().eq(self.pods.iter())
+            || !namespaces.iter().copied().eq(self.namespaces.iter())
+        {
             self.cache.clear();
-            self.pods = pods;
-            self.namespaces = namespaces;
+            self.last = None;
+            self.pods = pods.into_iter().cloned().collect();
+            self.namespaces = namespaces.into_iter().cloned().collect();
         }
         let index = Index::new(input);
         let local_pods = local_pods_by_namespace(input);
@@ -968,6 +1011,7 @@ impl NetpolCompiler {
         let mut duplicates: Vec<PolicyContribution> = Vec::new();
         let policies = sorted_policies(input);
         let mut order: Vec<Result<(String, String), usize>> = Vec::with_capacity(policies.len());
+        let mut touched = Touched::default();
         for policy in policies {
             let key = (policy.namespace.clone(), policy.name.clone());
             if self.cache.contains_key(&key) {
@@ -979,20 +1023,66 @@ impl NetpolCompiler {
             }
             let entry = match previous.remove(&key) {
                 Some((cached, contribution)) if &cached == policy => (cached, contribution),
-                _ => {
+                earlier => {
                     recompiled += 1;
-                    (policy.clone(), compile_policy(&index, &local_pods, policy))
+                    let contribution = compile_policy(&index, &local_pods, policy);
+                    match earlier {
+                        Some((_, old)) if old == contribution => {}
+                        Some((_, old)) => {
+                            touched.add(&old);
+                            touched.add(&contribution);
+                        }
+                        None => touched.add(&contribution),
+                    }
+                    (policy.clone(), contribution)
                 }
             };
             self.cache.insert(key.clone(), entry);
             order.push(Ok(key));
         }
+        // Policies gone.
+        for (_, old) in previous.values() {
+            touched.add(old);
+        }
         self.recompiled = recompiled;
         let cache = &self.cache;
-        assemble(order.iter().map(|slot| match slot {
-            Ok(key) => &cache[key].1,
-            Err(position) => &duplicates[*position],
-        }))
+        let ruleset = match self.last.take() {
+            Some(mut ruleset) if duplicates.is_empty() => {
+                for name in touched.sets {
+                    match cache.values().find_map(|(_, c)| c.sets.get(&name)) {
+                        Some(set) => ruleset.sets.insert(name, set.clone()),
+                        None => ruleset.sets.remove(&name),
+                    };
+                }
+                for (direction, ips) in [
+                    (Direction::Ingress, touched.ingress),
+                    (Direction::Egress, touched.egress),
+                ] {
+                    for ip in ips {
+                        let mut rules: Option<Vec<String>> = None;
+                        for (_, contribution) in cache.values() {
+                            let of_pod = match direction {
+                                Direction::Ingress => contribution.ingress.get(&ip),
+                                Direction::Egress => contribution.egress.get(&ip),
+                            };
+                            if let Some(of_pod) = of_pod {
+                                rules
+                                    .get_or_insert_with(Vec::new)
+                                    .extend(of_pod.iter().cloned());
+                            }
+                        }
+                        set_pod_chain(&mut ruleset, direction, ip, rules);
+                    }
+                }
+                ruleset
+            }
+            _ => assemble(order.iter().map(|slot| match slot {
+                Ok(key) => &cache[key].1,
+                Err(position) => &duplicates[*position],
+            })),
+        };
+        self.last = duplicates.is_empty().then(|| ruleset.clone());
+        ruleset
     }
 }
 
@@ -1118,15 +1208,15 @@ pub fn render_update(old: &NetpolRuleset, new: &NetpolRuleset, with_skeleton: bo
     }
     for (name, rules) in &new.chains {
         match old.chains.get(name) {
-            Some(previous) if previous == rules => {}
+            Some(previous) if Arc::ptr_eq(previous, rules) || previous == rules => {}
             Some(_) => {
                 let _ = writeln!(out, "flush chain inet {t} {name}");
-                for rule in rules {
+                for rule in rules.iter() {
                     let _ = writeln!(out, "add rule inet {t} {name} {rule}");
                 }
             }
             None => {
-                for rule in rules {
+                for rule in rules.iter() {
                     let _ = writeln!(out, "add rule inet {t} {name} {rule}");
                 }
             }
@@ -1451,10 +1541,21 @@ mod tests {
             json!({"podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Egress"],
                    "egress": [{"to": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.1.0/24"]}}]}]}),
         );
+        let allow_changed = policy(
+            "allow",
+            json!({"podSelector": {},
+                   "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.1.0/24"]}}]}]}),
+        );
         let mut compiler = NetpolCompiler::new();
         let mut steps = vec![
             (input(vec![deny.clone()]), 1),
             (input(vec![deny.clone(), allow.clone()]), 1),
+            (input(vec![deny.clone(), allow.clone(), egress.clone()]), 1),
+            // Changed in place: now also selects x/b and shares egress's peers.
+            (
+                input(vec![deny.clone(), allow_changed.clone(), egress.clone()]),
+                1,
+            ),
             (input(vec![deny.clone(), allow.clone(), egress.clone()]), 1),
             (input(vec![allow.clone(), egress.clone()]), 0),
         ];
