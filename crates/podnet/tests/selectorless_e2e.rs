@@ -116,7 +116,11 @@ fn selectorless_service_with_manual_endpoints_serves_and_follows_them() {
     };
     let before = version();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(version(), before, "the mirrored slice keeps being rewritten");
+    assert_eq!(
+        version(),
+        before,
+        "the mirrored slice keeps being rewritten"
+    );
 
     // Endpoints changed by hand: the proxy follows (an unused address answers nothing).
     cluster.kubectl_stdin(&["apply", "-f", "-"], &endpoints("10.244.250.250"));
