@@ -1178,3 +1178,95 @@ spec:
     );
     assert!(!fetches(), "egress to web is blocked throughout");
 }
+
+/// A named port in a policy follows the pods' container port names: when the
+/// backend is replaced by one whose port 8080 has another name (container
+/// ports cannot change in place, so a rename is a new pod, as in a rollout),
+/// the policy stops allowing it; named back, it allows it again.
+#[test]
+fn container_port_rename_changes_what_a_named_port_allows() {
+    if !can_run() {
+        return;
+    }
+    let cluster = Cluster::up("npren", 2, &[]);
+    let node1 = format!("{}-node1", cluster.name);
+    let node2 = format!("{}-node2", cluster.name);
+    let backend = |port_name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: backend, labels: {{app: backend}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node1}}}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo hello-backend > /www/index.html && httpd -f -p 8080 -h /www"]
+    ports: [{{name: {port_name}, containerPort: 8080}}]
+"#
+        )
+    };
+    let client = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node2}}}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: allow-http-by-name}}
+spec:
+  podSelector: {{matchLabels: {{app: backend}}}}
+  policyTypes: [Ingress]
+  ingress:
+  - ports: [{{protocol: TCP, port: http}}]
+"#
+    );
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &(client + "---\n" + &backend("http")),
+    );
+    cluster.wait_phase("client", "Running", Duration::from_secs(120));
+    let fetch = || -> bool {
+        let ip = pod_ip(&cluster, "backend");
+        let output = cluster.kubectl(&[
+            "exec",
+            "client",
+            "--",
+            "timeout",
+            "3",
+            "wget",
+            "-qO-",
+            &format!("http://{ip}:8080/"),
+        ]);
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("hello-backend")
+    };
+    let replace_backend = |port_name: &str| {
+        cluster.kubectl_ok(&["delete", "pod", "backend", "--wait=true"]);
+        cluster.kubectl_stdin(&["apply", "-f", "-"], &backend(port_name));
+        cluster.wait_phase("backend", "Running", Duration::from_secs(120));
+    };
+    cluster.wait_phase("backend", "Running", Duration::from_secs(120));
+    cluster.wait_for("port named http allowed", Duration::from_secs(20), &fetch);
+
+    replace_backend("admin");
+    // The pod is Running, so its rules are in place: nothing may get through.
+    assert!(
+        !fetch(),
+        "port 8080 is named admin now: the policy allows only http"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!fetch(), "still blocked a second later");
+
+    replace_backend("http");
+    cluster.wait_for("named http again: allowed", Duration::from_secs(20), &fetch);
+}
