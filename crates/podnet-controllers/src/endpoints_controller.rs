@@ -318,12 +318,7 @@ impl EndpointsLoop {
 
         // Legacy Endpoints.
         let desired = desired_endpoints(service, pods);
-        let current = self
-            .endpoints
-            .store()
-            .state()
-            .into_iter()
-            .find(|e| &key_of(e.as_ref()) == key);
+        let current = self.endpoints.get(&key.0, &key.1);
         let current_json = current
             .as_ref()
             .map(|e| serde_json::to_value(e.as_ref()).expect("endpoints serialize"));

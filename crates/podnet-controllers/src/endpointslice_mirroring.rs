@@ -189,18 +189,8 @@ fn touched<K: kube::Resource>(event: &Event<K>) -> Option<&K> {
 impl MirroringLoop {
     async fn sync(&mut self, key: &Key) -> Result<(), ControllerError> {
         let (namespace, name) = key;
-        let endpoints = self
-            .endpoints
-            .store()
-            .state()
-            .into_iter()
-            .find(|e| key_of(e.as_ref()) == *key);
-        let service = self
-            .services
-            .store()
-            .state()
-            .into_iter()
-            .find(|s| key_of(s.as_ref()) == *key);
+        let endpoints = self.endpoints.get(namespace, name);
+        let service = self.services.get(namespace, name);
         let desired = match &endpoints {
             Some(endpoints) => mirrored_slices(endpoints, service.as_deref()),
             None => Vec::new(),

@@ -22,6 +22,7 @@ where
     stream: BoxStream<'static, Result<Event<K>, watcher::Error>>,
     synced: bool,
     what: String,
+    dynamic_type: K::DynamicType,
 }
 
 impl<K> Informer<K>
@@ -45,7 +46,7 @@ where
         what: impl Into<String>,
         dynamic_type: K::DynamicType,
     ) -> Self {
-        let writer = Writer::new(dynamic_type);
+        let writer = Writer::new(dynamic_type.clone());
         let store = writer.as_reader();
         let stream = watcher::watcher(api, config).default_backoff().boxed();
         Informer {
@@ -54,12 +55,23 @@ where
             stream,
             synced: false,
             what: what.into(),
+            dynamic_type,
         }
     }
 
     /// The cache; complete once [`Informer::synced`] is true.
     pub(crate) fn store(&self) -> &Store<K> {
         &self.store
+    }
+
+    /// One cached object by namespace and name (a map lookup, not a scan).
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<K>> {
+        let mut reference =
+            kube::runtime::reflector::ObjectRef::new_with(name, self.dynamic_type.clone());
+        if !namespace.is_empty() {
+            reference = reference.within(namespace);
+        }
+        self.store.get(&reference)
     }
 
     /// True once the initial list has been fully received.

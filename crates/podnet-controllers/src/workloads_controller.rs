@@ -348,13 +348,7 @@ impl WorkloadsLoop {
         pods: &HashMap<(String, String), Arc<Pod>>,
     ) -> Result<(), ControllerError> {
         let (_, namespace, name) = key;
-        let Some(rs) = self
-            .replica_sets
-            .store()
-            .state()
-            .into_iter()
-            .find(|r| ns_name(&r.metadata) == (namespace.clone(), name.clone()))
-        else {
+        let Some(rs) = self.replica_sets.get(namespace, name) else {
             self.expectations.remove(key);
             return Ok(());
         };
@@ -459,13 +453,7 @@ impl WorkloadsLoop {
         replica_sets: &HashMap<(String, String), Arc<ReplicaSet>>,
     ) -> Result<(), ControllerError> {
         let (_, namespace, name) = key;
-        let Some(deployment) = self
-            .deployments
-            .store()
-            .state()
-            .into_iter()
-            .find(|d| ns_name(&d.metadata) == (namespace.clone(), name.clone()))
-        else {
+        let Some(deployment) = self.deployments.get(namespace, name) else {
             self.expectations.remove(key);
             return Ok(());
         };
@@ -612,13 +600,7 @@ impl WorkloadsLoop {
         pods: &HashMap<(String, String), Arc<Pod>>,
     ) -> Result<(), ControllerError> {
         let (_, namespace, name) = key;
-        let Some(ds) = self
-            .daemon_sets
-            .store()
-            .state()
-            .into_iter()
-            .find(|d| ns_name(&d.metadata) == (namespace.clone(), name.clone()))
-        else {
+        let Some(ds) = self.daemon_sets.get(namespace, name) else {
             self.expectations.remove(key);
             return Ok(());
         };
