@@ -17,7 +17,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a host port leads.
@@ -49,9 +50,9 @@ fn key(service: &Service) -> String {
 /// address, on the same port number. Services are taken in
 /// `namespace/name` order, so when two want the same port the first keeps
 /// it, whatever order they arrive in.
-pub fn plan(services: &[Service]) -> Plan {
+pub fn plan<'a>(services: impl IntoIterator<Item = &'a Service>) -> Plan {
     let mut sorted: Vec<&Service> = services
-        .iter()
+        .into_iter()
         .filter(|service| service.metadata.deletion_timestamp.is_none())
         .collect();
     sorted.sort_by_key(|service| key(service));
@@ -100,56 +101,20 @@ pub fn plan(services: &[Service]) -> Plan {
     result
 }
 
-/// Makes TCP sockets inside one network namespace: a thread that entered it
-/// creates them on request (a socket stays in the namespace it was made in,
-/// whichever thread uses it later).
-#[derive(Clone)]
-struct NetnsSockets {
-    requests: std::sync::mpsc::Sender<
-        tokio::sync::oneshot::Sender<std::io::Result<tokio::net::TcpSocket>>,
-    >,
-}
-
-impl NetnsSockets {
-    fn start(netns: PathBuf) -> Result<NetnsSockets> {
-        let (requests, incoming) = std::sync::mpsc::channel::<
-            tokio::sync::oneshot::Sender<std::io::Result<tokio::net::TcpSocket>>,
-        >();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
-        std::thread::Builder::new()
-            .name("lb-publisher-netns".to_string())
-            .spawn(move || {
-                let entered = std::fs::File::open(&netns)
-                    .with_context(|| format!("opening {}", netns.display()))
-                    .and_then(|file| {
-                        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                            .with_context(|| format!("entering {}", netns.display()))
-                    });
-                let failed = entered.is_err();
-                let _ = ready_tx.send(entered);
-                if failed {
-                    return;
-                }
-                for reply in incoming {
-                    let _ = reply.send(tokio::net::TcpSocket::new_v4());
-                }
-            })?;
-        ready_rx
-            .recv()
-            .context("the namespace thread of the load balancer publisher ended")??;
-        Ok(NetnsSockets { requests })
-    }
-
-    async fn connect(&self, address: SocketAddrV4) -> std::io::Result<tokio::net::TcpStream> {
-        let (reply, socket) = tokio::sync::oneshot::channel();
-        self.requests
-            .send(reply)
-            .map_err(|_| std::io::Error::other("namespace thread gone"))?;
-        let socket = socket
-            .await
-            .map_err(|_| std::io::Error::other("namespace thread gone"))??;
-        socket.connect(SocketAddr::V4(address)).await
-    }
+/// Connects to `address` from the network namespace at `netns` (the socket
+/// is made there, on a short-lived thread, and keeps that namespace).
+async fn connect_from(
+    netns: &Path,
+    address: SocketAddrV4,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let netns = netns.to_path_buf();
+    let socket = tokio::task::spawn_blocking(move || {
+        podnet_netlink::in_netns(&netns, tokio::net::TcpSocket::new_v4)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+    .map_err(std::io::Error::other)??;
+    socket.connect(SocketAddr::V4(address)).await
 }
 
 struct Listener {
@@ -163,7 +128,7 @@ impl Drop for Listener {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, target: Target, sockets: NetnsSockets) {
+async fn serve(listener: tokio::net::TcpListener, target: Target, netns: Arc<Path>) {
     loop {
         let (mut inbound, peer) = match listener.accept().await {
             Ok(pair) => pair,
@@ -173,11 +138,11 @@ async fn serve(listener: tokio::net::TcpListener, target: Target, sockets: Netns
                 continue;
             }
         };
-        let sockets = sockets.clone();
+        let netns = netns.clone();
         let target = target.clone();
         tokio::spawn(async move {
             let _ = inbound.set_nodelay(true);
-            match sockets.connect(target.address).await {
+            match connect_from(&netns, target.address).await {
                 Ok(mut outbound) => {
                     let _ = outbound.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -194,7 +159,7 @@ async fn serve(listener: tokio::net::TcpListener, target: Target, sockets: Netns
 /// Make the listeners match `wanted`: close what is no longer wanted or
 /// points elsewhere, open what is missing (a port that cannot be bound is
 /// reported and tried again on the next change).
-async fn converge(running: &mut BTreeMap<u16, Listener>, wanted: &Plan, sockets: &NetnsSockets) {
+async fn converge(running: &mut BTreeMap<u16, Listener>, wanted: &Plan, netns: &Arc<Path>) {
     running.retain(|port, listener| wanted.published.get(port) == Some(&listener.target));
     for (port, target) in &wanted.published {
         if running.contains_key(port) {
@@ -206,7 +171,7 @@ async fn converge(running: &mut BTreeMap<u16, Listener>, wanted: &Plan, sockets:
                     port, service = %target.service, address = %target.address,
                     "published a load balancer on 127.0.0.1"
                 );
-                let task = tokio::spawn(serve(listener, target.clone(), sockets.clone()));
+                let task = tokio::spawn(serve(listener, target.clone(), netns.clone()));
                 running.insert(
                     *port,
                     Listener {
@@ -229,7 +194,10 @@ async fn converge(running: &mut BTreeMap<u16, Listener>, wanted: &Plan, sockets:
 /// Watch Services and keep `127.0.0.1:<port>` listeners for their
 /// LoadBalancer ports until the process ends.
 pub async fn run(client: kube::Client, underlay_netns: PathBuf) -> Result<()> {
-    let sockets = NetnsSockets::start(underlay_netns)?;
+    // Fail at once when the namespace is missing, not at the first connection.
+    podnet_netlink::open_netns(&underlay_netns)
+        .context("the load balancer publisher cannot use the underlay namespace")?;
+    let netns: Arc<Path> = underlay_netns.into();
     let (reader, writer) = reflector::store::<Service>();
     let api: kube::Api<Service> = kube::Api::all(client);
     let changed = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -255,11 +223,11 @@ pub async fn run(client: kube::Client, underlay_netns: PathBuf) -> Result<()> {
         if watching.is_finished() {
             anyhow::bail!("the Service watch of the load balancer publisher ended");
         }
-        let services: Vec<Service> = reader.state().iter().map(|s| (**s).clone()).collect();
-        let wanted = plan(&services);
+        let services = reader.state();
+        let wanted = plan(services.iter().map(|service| service.as_ref()));
         // A port that could not be bound is tried again now and then.
         if last.as_ref() != Some(&wanted) || running.len() != wanted.published.len() {
-            converge(&mut running, &wanted, &sockets).await;
+            converge(&mut running, &wanted, &netns).await;
             last = Some(wanted);
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), changed.notified()).await;
