@@ -1192,63 +1192,38 @@ fn container_port_rename_changes_what_a_named_port_allows() {
     let node1 = format!("{}-node1", cluster.name);
     let node2 = format!("{}-node2", cluster.name);
     let backend = |port_name: &str| {
-        format!(
-            r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: backend, labels: {{app: backend}}}}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {node1}}}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: web
-    image: busybox
-    command: [sh, -c, "mkdir -p /www && echo hello-backend > /www/index.html && httpd -f -p 8080 -h /www"]
-    ports: [{{name: {port_name}, containerPort: 8080}}]
-"#
+        web_pod(
+            "backend",
+            &node1,
+            "app: backend",
+            port_name,
+            "hello-backend",
         )
     };
-    let client = format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {node2}}}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: c
-    image: busybox
-    command: [sleep, "3600"]
----
+    let policy = r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {{name: allow-http-by-name}}
+metadata: {name: allow-http-by-name}
 spec:
-  podSelector: {{matchLabels: {{app: backend}}}}
+  podSelector: {matchLabels: {app: backend}}
   policyTypes: [Ingress]
   ingress:
-  - ports: [{{protocol: TCP, port: http}}]
-"#
-    );
+  - ports: [{protocol: TCP, port: http}]
+"#;
     cluster.kubectl_stdin(
         &["apply", "-f", "-"],
-        &(client + "---\n" + &backend("http")),
+        &format!(
+            "{}---{policy}---{}",
+            client_pod("client", &node2),
+            backend("http")
+        ),
     );
     cluster.wait_phase("client", "Running", Duration::from_secs(120));
-    let fetch = || -> bool {
-        let ip = pod_ip(&cluster, "backend");
-        let output = cluster.kubectl(&[
-            "exec",
-            "client",
-            "--",
-            "timeout",
-            "3",
-            "wget",
-            "-qO-",
-            &format!("http://{ip}:8080/"),
-        ]);
-        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("hello-backend")
+    let fetch = || {
+        let url = format!("http://{}:8080/", pod_ip(&cluster, "backend"));
+        cluster
+            .wget_from("client", &url)
+            .is_ok_and(|body| body == "hello-backend")
     };
     let replace_backend = |port_name: &str| {
         cluster.kubectl_ok(&["delete", "pod", "backend", "--wait=true"]);

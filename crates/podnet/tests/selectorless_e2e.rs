@@ -9,31 +9,7 @@ use support::*;
 
 fn pods(node1: &str, node2: &str) -> String {
     format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: backend
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {node1}}}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: web
-    image: busybox
-    command: [sh, -c, "mkdir -p /www && echo manual-backend > /www/index.html && exec httpd -f -p 8080 -h /www"]
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {node2}}}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: client
-    image: busybox
-    command: [sleep, "3600"]
----
+        "{}---{}---
 apiVersion: v1
 kind: Service
 metadata:
@@ -41,7 +17,9 @@ metadata:
 spec:
   ports:
   - {{name: http, port: 80, targetPort: 8080}}
-"#
+",
+        web_pod("backend", node1, "role: backend", "http", "manual-backend"),
+        client_pod("client", node2)
     )
 }
 
@@ -74,21 +52,11 @@ fn selectorless_service_with_manual_endpoints_serves_and_follows_them() {
     let backend_ip = pod_ip(&cluster, "backend");
     cluster.kubectl_stdin(&["apply", "-f", "-"], &endpoints(&backend_ip));
 
-    let get = |what: &str| -> String {
-        String::from_utf8_lossy(
-            &cluster
-                .kubectl(&[
-                    "exec",
-                    "client",
-                    "--",
-                    "sh",
-                    "-c",
-                    &format!("timeout 3 wget -qO- {what} 2>&1"),
-                ])
-                .stdout,
-        )
-        .trim()
-        .to_string()
+    // The body, or wget's error output.
+    let get = |url: &str| {
+        cluster
+            .wget_from("client", url)
+            .unwrap_or_else(|error| error)
     };
     cluster.wait_for(
         "the selector-less service serving",

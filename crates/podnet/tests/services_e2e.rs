@@ -32,24 +32,6 @@ spec:
     )
 }
 
-fn client_pod(name: &str, node: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {node}}}
-  terminationGracePeriodSeconds: 0
-  containers:
-  - name: client
-    image: busybox
-    command: [sleep, "3600"]
-"#
-    )
-}
-
 fn service(name: &str, selector: &str, extra_spec: &str) -> String {
     format!(
         r#"

@@ -253,3 +253,65 @@ impl Cluster {
             .unwrap_or_default()
     }
 }
+
+/// A busybox pod pinned to `node` that sleeps (a client to exec from).
+pub fn client_pod(name: &str, node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: client
+    image: busybox
+    command: [sleep, "3600"]
+"#
+    )
+}
+
+/// A busybox httpd pod pinned to `node`, answering `body` on TCP 8080;
+/// `labels` and `port_name` are inserted as given (`app: web`, `http`).
+pub fn web_pod(name: &str, node: &str, labels: &str, port_name: &str, body: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{{labels}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{{name: {port_name}, containerPort: 8080}}]
+"#
+    )
+}
+
+impl Cluster {
+    /// `wget -qO- URL` from inside `pod` (3 s timeout): the body (trimmed), or
+    /// the error output when the request failed.
+    pub fn wget_from(&self, pod: &str, url: &str) -> Result<String, String> {
+        let output = self.kubectl(&[
+            "exec",
+            pod,
+            "--",
+            "sh",
+            "-c",
+            &format!("timeout 3 wget -qO- {url} 2>&1"),
+        ]);
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+}
