@@ -10,39 +10,17 @@
 /// `revision`. `None` when `raw` is not an object with `apiVersion`, `kind`
 /// and an object `metadata` at the top level (callers then decode it).
 pub fn with_resource_version(raw: &[u8], revision: i64) -> Option<Vec<u8>> {
-    let mut scanner = Scanner { bytes: raw, at: 0 };
-    scanner.skip_whitespace();
-    scanner.expect(b'{')?;
-    let mut metadata_body = None;
-    let (mut has_api_version, mut has_kind) = (false, false);
-    loop {
-        scanner.skip_whitespace();
-        match scanner.peek()? {
-            b'}' => break,
-            b',' => {
-                scanner.at += 1;
-                continue;
-            }
-            _ => {}
-        }
-        let key = scanner.string()?;
-        scanner.skip_whitespace();
-        scanner.expect(b':')?;
-        scanner.skip_whitespace();
-        match key {
-            b"\"metadata\"" => {
-                if scanner.peek()? != b'{' {
-                    return None;
-                }
-                metadata_body = Some(scanner.at + 1);
-            }
-            b"\"apiVersion\"" => has_api_version = true,
-            b"\"kind\"" => has_kind = true,
-            _ => {}
-        }
-        scanner.skip_value()?;
+    let members = members(raw)?;
+    let has = |name: &[u8]| members.iter().any(|(key, _)| *key == name);
+    if !(has(b"\"apiVersion\"") && has(b"\"kind\"")) {
+        return None;
     }
-    let body = metadata_body.filter(|_| has_api_version && has_kind)?;
+    let (_, metadata) = members.iter().find(|(key, _)| *key == b"\"metadata\"")?;
+    if metadata.first() != Some(&b'{') {
+        return None;
+    }
+    // `metadata` borrows from `raw`: its offset there, just past the brace.
+    let body = metadata.as_ptr() as usize - raw.as_ptr() as usize + 1;
     let mut rest = Scanner {
         bytes: raw,
         at: body,
