@@ -16,8 +16,8 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::Api;
 use podnet_netplan::services::{
-    iptables, resolve_service, Protocol, ProxyBatch, ProxyContext, ProxyEndpointSlice, ProxyMode,
-    ProxyPlanner, ProxyService, ServicePortSpec, ServiceType, SliceEndpoint, SlicePort,
+    iptables, nft, resolve_service, Protocol, ProxyBatch, ProxyContext, ProxyEndpointSlice,
+    ProxyMode, ProxyPlanner, ProxyService, ServicePortSpec, ServiceType, SliceEndpoint, SlicePort,
     DEFAULT_AFFINITY_TIMEOUT_SECONDS, SERVICE_NAME_LABEL,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -312,10 +312,22 @@ impl ProxyApplier {
         Ok(())
     }
 
-    /// Chains of ours present in the kernel (iptables mode; empty for nftables).
+    /// Chains of ours present in the kernel (iptables mode); in nftables
+    /// mode the tables of ours, as `(table, "")`, so a full batch deletes
+    /// those of an older layout.
     pub fn existing_chains(&self) -> Result<Vec<(String, String)>, AgentError> {
         if self.mode == ProxyMode::Nftables {
-            return Ok(Vec::new());
+            let text = checked(
+                run_in_netns(&self.netns, "nft", &["list", "tables", "ip"], None)?,
+                "nft list tables",
+            )?;
+            return Ok(text
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("table ip "))
+                .map(str::trim)
+                .filter(|name| nft::is_proxy_table(name))
+                .map(|name| (name.to_string(), String::new()))
+                .collect());
         }
         let mut chains = Vec::new();
         for table in ["filter", "nat"] {
@@ -719,7 +731,7 @@ pub async fn run_proxy(client: kube::Client, config: ProxyConfig) -> Result<(), 
             continue;
         }
         let started = Instant::now();
-        let existing = if config.mode == ProxyMode::Iptables && planner.will_replace_all() {
+        let existing = if planner.will_replace_all() {
             let applier = applier.clone();
             tokio::task::spawn_blocking(move || applier.existing_chains())
                 .await

@@ -204,8 +204,24 @@ fn serve(netns: &Netns, ip: &'static str) {
     });
 }
 
+/// The proxy's tables (the shared one and the shards), as `nft -j` lists them.
 fn nft_json(netns: &Netns) -> serde_json::Value {
-    serde_json::from_str(&netns.run("nft", &["-j", "list", "table", "ip", "podnet-proxy"])).unwrap()
+    let all: serde_json::Value =
+        serde_json::from_str(&netns.run("nft", &["-j", "list", "ruleset", "ip"])).unwrap();
+    let items: Vec<serde_json::Value> = all["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| {
+            let object = item.as_object().and_then(|o| o.values().next());
+            let table = object.and_then(|o| o.get("table").or_else(|| o.get("name")));
+            table
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.starts_with("podnet-proxy"))
+        })
+        .cloned()
+        .collect();
+    serde_json::json!({ "nftables": items })
 }
 
 fn chain_names(json: &serde_json::Value) -> Vec<String> {
@@ -220,15 +236,16 @@ fn chain_names(json: &serde_json::Value) -> Vec<String> {
     names
 }
 
+/// Elements of every map called `map` (one per shard for the dispatch maps).
 fn map_elements(json: &serde_json::Value, map: &str) -> usize {
     json["nftables"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|item| item.get("map"))
-        .find(|m| m["name"] == map)
-        .and_then(|m| m["elem"].as_array().map(Vec::len))
-        .unwrap_or(0)
+        .filter(|m| m["name"] == map)
+        .filter_map(|m| m["elem"].as_array().map(Vec::len))
+        .sum()
 }
 
 /// An applier for the node namespace `netns`, with the node prepared

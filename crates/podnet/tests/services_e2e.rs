@@ -159,10 +159,9 @@ impl Env {
         text.lines().map(|l| l.trim().to_string()).collect()
     }
     fn nft(&self, node: usize) -> String {
-        let output = self.cluster.node_exec(
-            &self.node(node),
-            &["nft", "list", "table", "ip", "podnet-proxy"],
-        );
+        let output = self
+            .cluster
+            .node_exec(&self.node(node), &["nft", "list", "ruleset", "ip"]);
         String::from_utf8_lossy(&output.stdout).to_string()
     }
 }

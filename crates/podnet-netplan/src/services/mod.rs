@@ -1,7 +1,8 @@
 //! Service proxy planner: from Services, EndpointSlices and a few facts about
 //! this node, compute the node's service dataplane, in nftables form (the
-//! default, one table `ip podnet-proxy` shaped like kube-proxy's nftables
-//! mode) or iptables form (kube-proxy's chain names: KUBE-SERVICES,
+//! default, shaped like kube-proxy's nftables mode: table `ip podnet-proxy`
+//! for shared checks plus 16 shard tables `ip podnet-proxy-NN` holding the
+//! services) or iptables form (kube-proxy's chain names: KUBE-SERVICES,
 //! KUBE-SVC-*, KUBE-SEP-*, KUBE-EXT-*, KUBE-NODEPORTS, KUBE-MARK-MASQ,
 //! KUBE-POSTROUTING).
 //!
@@ -406,7 +407,8 @@ pub trait Dialect {
     /// A batch that replaces everything with `desired` (the fixed skeleton
     /// plus every piece). `existing_chains` lists chains of ours found in the
     /// kernel (iptables needs them to delete strays; nftables replaces its
-    /// table wholesale and ignores them).
+    /// tables wholesale and takes `(table, "")` entries naming the tables of
+    /// ours that exist, to delete those of an older layout).
     fn full_batch(
         &self,
         context: &ProxyContext,

@@ -1,20 +1,32 @@
-//! nftables form of the service proxy: one table `ip podnet-proxy`, shaped
-//! like kube-proxy's nftables mode.
+//! nftables form of the service proxy, shaped like kube-proxy's nftables
+//! mode but spread over several tables so that one change costs the same
+//! whatever the number of services.
 //!
-//! - `services` (jumped to from nat prerouting and output) dispatches with
+//! - Table `ip podnet-proxy` holds what every service shares: the filter
+//!   chains at priority dstnat-10 that reject traffic for services without
+//!   endpoints (`no-endpoint-services`, `no-endpoint-nodeports`, verdict
+//!   `goto reject-chain`, or `drop` when only local endpoints count and there
+//!   are none) and, after DNAT, reject unused ports of ClusterIPs
+//!   (`cluster-ips`) and drop unallocated addresses of the service network;
+//!   masquerade in postrouting on mark 0x4000.
+//! - Tables `ip podnet-proxy-00` … `-15` (the shards; a service lives in the
+//!   one its `namespace/name` hashes to) each have nat prerouting and output
+//!   base chains jumping to `services`, which dispatches with
 //!   `ip daddr . meta l4proto . th dport vmap @service-ips` (ClusterIPs,
 //!   externalIPs, LoadBalancer IPs) and, for the node's own addresses,
 //!   `meta l4proto . th dport vmap @service-nodeports`.
-//! - Per service port: `service-…` (all usable endpoints), `local-…` (this
-//!   node's, for traffic policy Local), `external-…` (NodePort / external
-//!   entry: masquerade, or keep the source for externalTrafficPolicy Local)
-//!   and one `endpoint-…` chain per endpoint (hairpin mark, affinity, DNAT).
-//! - Filter chains at priority dstnat-10 reject traffic for services without
-//!   endpoints (`no-endpoint-services`, `no-endpoint-nodeports`, verdict
-//!   `goto reject-chain`, or `drop` when only local endpoints count and there
-//!   are none) and, after DNAT, reject unused ports of ClusterIPs and drop
-//!   unallocated addresses of the service network.
-//! - Masquerade happens in postrouting on mark 0x4000.
+//! - Per service port, in its shard: `service-…` (all usable endpoints),
+//!   `local-…` (this node's, for traffic policy Local), `external-…`
+//!   (NodePort / external entry: masquerade, or keep the source for
+//!   externalTrafficPolicy Local) and one `endpoint-…` chain per endpoint
+//!   (hairpin mark, affinity, DNAT).
+//!
+//! Why shards: when a transaction adds a rule or map element that jumps, the
+//! kernel re-validates the whole jump graph of that table at commit (every
+//! chain reachable from its base chains). With one table of 30k chains that
+//! is 40-100 ms per change; a shard holds 1/16 of them. A packet of a new
+//! connection walks the shards' nat chains in turn until one translates it
+//! (NAT stops at the first chain that binds), one map lookup per shard.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -23,10 +35,46 @@ use super::{
     name_hash, Change, Dialect, Piece, ProxyContext, ResolvedEndpoint, ResolvedServicePort,
 };
 
-/// The table all rules live in.
+/// The table of shared checks and masquerading; shards are named after it.
 pub const TABLE: &str = "podnet-proxy";
-/// Table key used in [`Piece::chains`] (nftables has one table).
-const T: &str = "ip";
+/// Number of shard tables services are spread over.
+pub const SHARDS: usize = 16;
+
+/// Name of shard `index`'s table.
+pub fn shard_table(index: usize) -> String {
+    format!("{TABLE}-{index:02}")
+}
+
+/// The shard a service lives in: FNV-1a of `namespace/name`, so every port
+/// of a service shares one table and the choice never changes.
+pub fn shard_of(namespace: &str, name: &str) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in namespace.bytes().chain([b'/']).chain(name.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % SHARDS as u64) as usize
+}
+
+/// True for the names of tables this dialect owns (the shared one, shards,
+/// and shards of a layout with another shard count).
+pub fn is_proxy_table(name: &str) -> bool {
+    name == TABLE
+        || name
+            .strip_prefix(TABLE)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Key of a map or set in [`Piece::elements`] / [`Piece::sets`]: `table name`.
+fn qualified(table: &str, name: &str) -> String {
+    format!("{table} {name}")
+}
+
+/// Splits a `table name` key (keys without a table belong to [`TABLE`]).
+fn split_qualified(key: &str) -> (&str, &str) {
+    key.split_once(' ').unwrap_or((TABLE, key))
+}
 
 /// The nftables dialect.
 pub struct Nftables;
@@ -73,12 +121,14 @@ impl Names {
     }
 }
 
-fn chain(piece: &mut Piece, name: String, rules: Vec<String>) {
-    piece.chains.insert((T.to_string(), name), rules);
+fn chain(piece: &mut Piece, table: &str, name: String, rules: Vec<String>) {
+    piece.chains.insert((table.to_string(), name), rules);
 }
 
-fn element(piece: &mut Piece, container: &str, key: String, value: String) {
-    piece.elements.insert((container.to_string(), key), value);
+fn element(piece: &mut Piece, table: &str, container: &str, key: String, value: String) {
+    piece
+        .elements
+        .insert((qualified(table, container), key), value);
 }
 
 /// Rules choosing one of `endpoints` uniformly: affinity first, then a
@@ -126,24 +176,38 @@ impl Dialect for Nftables {
         &self,
         context: &ProxyContext,
         desired: &Piece,
-        _existing_chains: &[(String, String)],
+        existing_chains: &[(String, String)],
     ) -> String {
         let mut out = String::with_capacity(256 * desired.chains.len() + 4096);
         // Creating then deleting makes the delete succeed whether or not the
         // table exists; the whole file is one transaction, so traffic never
-        // sees a half-written table.
-        let _ = writeln!(out, "add table ip {TABLE}");
-        let _ = writeln!(out, "delete table ip {TABLE}");
+        // sees a half-written table. Tables of ours from another layout
+        // (`existing_chains` lists them as `(table, "")`) go too.
+        let mut tables: Vec<String> = vec![TABLE.to_string()];
+        tables.extend((0..SHARDS).map(shard_table));
+        for (table, _) in existing_chains {
+            if is_proxy_table(table) && !tables.contains(table) {
+                let _ = writeln!(out, "delete table ip {table}");
+            }
+        }
+        for table in &tables {
+            let _ = writeln!(out, "add table ip {table}");
+            let _ = writeln!(out, "delete table ip {table}");
+        }
         out.push_str(&skeleton(context));
-        for (_, name) in desired.chains.keys() {
-            let _ = writeln!(out, "add chain ip {TABLE} {name}");
+        for shard in 0..SHARDS {
+            out.push_str(&shard_skeleton(context, shard));
         }
-        for (name, declaration) in &desired.sets {
-            let _ = writeln!(out, "add set ip {TABLE} {name} {declaration}");
+        for (table, name) in desired.chains.keys() {
+            let _ = writeln!(out, "add chain ip {table} {name}");
         }
-        for ((_, name), rules) in &desired.chains {
+        for (key, declaration) in &desired.sets {
+            let (table, name) = split_qualified(key);
+            let _ = writeln!(out, "add set ip {table} {name} {declaration}");
+        }
+        for ((table, name), rules) in &desired.chains {
             for rule in rules {
-                let _ = writeln!(out, "add rule ip {TABLE} {name} {rule}");
+                let _ = writeln!(out, "add rule ip {table} {name} {rule}");
             }
         }
         let mut by_container: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -154,10 +218,11 @@ impl Dialect for Nftables {
                 .push(element_text(key, value));
         }
         for (container, elements) in by_container {
+            let (table, name) = split_qualified(container);
             for chunk in elements.chunks(1000) {
                 let _ = writeln!(
                     out,
-                    "add element ip {TABLE} {container} {{ {} }}",
+                    "add element ip {table} {name} {{ {} }}",
                     chunk.join(", ")
                 );
             }
@@ -167,20 +232,21 @@ impl Dialect for Nftables {
 
     fn incremental_batch(&self, _context: &ProxyContext, change: &Change<'_>) -> String {
         let mut out = String::new();
-        for (_, name) in &change.added_chains {
-            let _ = writeln!(out, "add chain ip {TABLE} {name}");
+        for (table, name) in &change.added_chains {
+            let _ = writeln!(out, "add chain ip {table} {name}");
         }
-        for (_, name) in change.changed_chains.iter().chain(&change.removed_chains) {
-            let _ = writeln!(out, "flush chain ip {TABLE} {name}");
+        for (table, name) in change.changed_chains.iter().chain(&change.removed_chains) {
+            let _ = writeln!(out, "flush chain ip {table} {name}");
         }
         let mut removed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (container, key, _) in &change.removed_elements {
             removed.entry(container).or_default().push(key);
         }
         for (container, keys) in removed {
+            let (table, name) = split_qualified(container);
             let _ = writeln!(
                 out,
-                "delete element ip {TABLE} {container} {{ {} }}",
+                "delete element ip {table} {name} {{ {} }}",
                 keys.join(", ")
             );
         }
@@ -190,14 +256,16 @@ impl Dialect for Nftables {
             .copied()
             .chain(change.changed_sets.iter().map(|(name, _)| *name))
         {
-            let _ = writeln!(out, "delete set ip {TABLE} {set}");
+            let (table, name) = split_qualified(set);
+            let _ = writeln!(out, "delete set ip {table} {name}");
         }
         for (set, declaration) in change.added_sets.iter().chain(&change.changed_sets) {
-            let _ = writeln!(out, "add set ip {TABLE} {set} {declaration}");
+            let (table, name) = split_qualified(set);
+            let _ = writeln!(out, "add set ip {table} {name} {declaration}");
         }
-        for ((_, name), rules) in &change.chain_rules {
+        for ((table, name), rules) in &change.chain_rules {
             for rule in rules.iter() {
-                let _ = writeln!(out, "add rule ip {TABLE} {name} {rule}");
+                let _ = writeln!(out, "add rule ip {table} {name} {rule}");
             }
         }
         let mut added: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -208,14 +276,15 @@ impl Dialect for Nftables {
                 .push(element_text(key, value));
         }
         for (container, elements) in added {
+            let (table, name) = split_qualified(container);
             let _ = writeln!(
                 out,
-                "add element ip {TABLE} {container} {{ {} }}",
+                "add element ip {table} {name} {{ {} }}",
                 elements.join(", ")
             );
         }
-        for (_, name) in &change.removed_chains {
-            let _ = writeln!(out, "delete chain ip {TABLE} {name}");
+        for (table, name) in &change.removed_chains {
+            let _ = writeln!(out, "delete chain ip {table} {name}");
         }
         out
     }
@@ -231,6 +300,7 @@ fn element_text(key: &str, value: &str) -> String {
 
 fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut Piece) {
     let names = Names::new(port);
+    let shard = shard_table(shard_of(&port.id.namespace, &port.id.service));
     let protocol = port.id.protocol.lower();
     let has_endpoints = !port.endpoints.is_empty();
     let external_chain_needed =
@@ -271,13 +341,13 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
     if service_chain_needed {
         let name = names.service();
         let rules = policy_rules(&names, port, &port.endpoints, head_for(&name));
-        chain(piece, name, rules);
+        chain(piece, &shard, name, rules);
         used.extend(port.endpoints.iter().copied());
     }
     if local_chain_needed {
         let name = names.local();
         let rules = policy_rules(&names, port, &port.local_endpoints, head_for(&name));
-        chain(piece, name, rules);
+        chain(piece, &shard, name, rules);
         used.extend(port.local_endpoints.iter().copied());
     }
     used.sort();
@@ -288,7 +358,7 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
             let set = names.affinity(endpoint, timeout);
             rules.push(format!("update @{set} {{ ip saddr }}"));
             piece.sets.insert(
-                set,
+                qualified(&shard, &set),
                 format!("{{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}"),
             );
         }
@@ -296,7 +366,7 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
             "meta l4proto {protocol} dnat to {}:{}",
             endpoint.ip, endpoint.port
         ));
-        chain(piece, names.endpoint(endpoint), rules);
+        chain(piece, &shard, names.endpoint(endpoint), rules);
     }
     if external_chain_needed {
         let rules = if port.external_traffic_local {
@@ -320,16 +390,23 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
                 format!("goto {}", names.service()),
             ]
         };
-        chain(piece, names.external(), rules);
+        chain(piece, &shard, names.external(), rules);
     }
 
     if let Some(cluster_ip) = port.cluster_ip {
-        element(piece, "cluster-ips", cluster_ip.to_string(), String::new());
+        element(
+            piece,
+            TABLE,
+            "cluster-ips",
+            cluster_ip.to_string(),
+            String::new(),
+        );
         let key = format!("{cluster_ip} . {protocol} . {}", port.port);
         match &cluster_target {
-            Some(target) => element(piece, "service-ips", key, format!("goto {target}")),
+            Some(target) => element(piece, &shard, "service-ips", key, format!("goto {target}")),
             None => element(
                 piece,
+                TABLE,
                 "no-endpoint-services",
                 key,
                 no_endpoint_verdict.clone(),
@@ -341,6 +418,7 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
         if external_chain_needed {
             element(
                 piece,
+                &shard,
                 "service-ips",
                 key,
                 format!("goto {}", names.external()),
@@ -348,6 +426,7 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
         } else {
             element(
                 piece,
+                TABLE,
                 "no-endpoint-services",
                 key,
                 no_endpoint_verdict.clone(),
@@ -359,36 +438,45 @@ fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut P
         if external_chain_needed {
             element(
                 piece,
+                &shard,
                 "service-nodeports",
                 key,
                 format!("goto {}", names.external()),
             );
         } else {
-            element(piece, "no-endpoint-nodeports", key, no_endpoint_verdict);
+            element(
+                piece,
+                TABLE,
+                "no-endpoint-nodeports",
+                key,
+                no_endpoint_verdict,
+            );
         }
     }
 }
 
-/// The fixed part of the table: sets, maps, base chains and helpers.
-pub fn skeleton(context: &ProxyContext) -> String {
+fn node_ip_elements(context: &ProxyContext) -> String {
     let node_ips = context
         .node_ips
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    let node_ip_elements = if node_ips.is_empty() {
+    if node_ips.is_empty() {
         String::new()
     } else {
         format!(" elements = {{ {node_ips} }};")
-    };
+    }
+}
+
+/// The fixed part of the shared table: sets, maps, base chains and helpers.
+pub fn skeleton(context: &ProxyContext) -> String {
+    let node_ip_elements = node_ip_elements(context);
     format!(
         r#"table ip {TABLE} {{
-	comment "podnet service proxy"
+	comment "podnet service proxy: shared checks and masquerading; services are in tables {TABLE}-00 to -{last:02}"
 	set cluster-ips {{ type ipv4_addr; comment "Active ClusterIPs"; }}
 	set nodeport-ips {{ type ipv4_addr; comment "IPs that accept NodePort traffic";{node_ip_elements} }}
-	map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"; }}
-	map service-nodeports {{ type inet_proto . inet_service : verdict; comment "NodePort traffic"; }}
 	map no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict; comment "vmap to drop or reject packets to services with no endpoints"; }}
 	map no-endpoint-nodeports {{ type inet_proto . inet_service : verdict; comment "vmap to drop or reject packets to service nodeports with no endpoints"; }}
 	chain filter-prerouting {{ type filter hook prerouting priority -110; policy accept;
@@ -405,26 +493,13 @@ pub fn skeleton(context: &ProxyContext) -> String {
 	chain filter-output-post-dnat {{ type filter hook output priority -90; policy accept;
 		ct state new jump cluster-ips-check
 	}}
-	chain nat-prerouting {{ type nat hook prerouting priority -100; policy accept;
-		jump services
-	}}
-	chain nat-output {{ type nat hook output priority -100; policy accept;
-		jump services
-	}}
 	chain nat-postrouting {{ type nat hook postrouting priority 100; policy accept;
 		jump masquerading
-	}}
-	chain mark-for-masquerade {{
-		meta mark set meta mark | 0x4000
 	}}
 	chain masquerading {{
 		meta mark & 0x4000 == 0 return
 		meta mark set meta mark ^ 0x4000
 		masquerade fully-random
-	}}
-	chain services {{
-		ip daddr . meta l4proto . th dport vmap @service-ips
-		ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
 	}}
 	chain service-endpoints-check {{
 		ip daddr . meta l4proto . th dport vmap @no-endpoint-services
@@ -441,6 +516,36 @@ pub fn skeleton(context: &ProxyContext) -> String {
 	}}
 }}
 "#,
-        service_cidr = context.service_cidr
+        service_cidr = context.service_cidr,
+        last = SHARDS - 1,
+    )
+}
+
+/// The fixed part of shard `index`'s table: its dispatch maps and nat base
+/// chains (services of the shard add their chains and map elements).
+pub fn shard_skeleton(context: &ProxyContext, index: usize) -> String {
+    let node_ip_elements = node_ip_elements(context);
+    format!(
+        r#"table ip {table} {{
+	comment "podnet service proxy: services shard {index} of {SHARDS}"
+	set nodeport-ips {{ type ipv4_addr; comment "IPs that accept NodePort traffic";{node_ip_elements} }}
+	map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"; }}
+	map service-nodeports {{ type inet_proto . inet_service : verdict; comment "NodePort traffic"; }}
+	chain nat-prerouting {{ type nat hook prerouting priority -100; policy accept;
+		jump services
+	}}
+	chain nat-output {{ type nat hook output priority -100; policy accept;
+		jump services
+	}}
+	chain mark-for-masquerade {{
+		meta mark set meta mark | 0x4000
+	}}
+	chain services {{
+		ip daddr . meta l4proto . th dport vmap @service-ips
+		ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+	}}
+}}
+"#,
+        table = shard_table(index),
     )
 }

@@ -120,18 +120,18 @@ fn clusterip_with_two_endpoints_nftables() {
         ProxyMode::Nftables,
         &resolve(&service, &slices),
         expect![[r#"
-            chain ip endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
+            chain podnet-proxy-11 endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
               ip saddr 10.244.2.7 jump mark-for-masquerade
               meta l4proto tcp dnat to 10.244.2.7:8080
-            chain ip endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
+            chain podnet-proxy-11 endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
               ip saddr 10.244.1.5 jump mark-for-masquerade
               meta l4proto tcp dnat to 10.244.1.5:8080
-            chain ip service-SUSTUHLJ-default/web/tcp/http
+            chain podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http
               ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
               numgen random mod 2 == 0 goto endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
               goto endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
-            element cluster-ips { 10.96.0.20 } 
-            element service-ips { 10.96.0.20 . tcp . 80 } goto service-SUSTUHLJ-default/web/tcp/http
+            element podnet-proxy cluster-ips { 10.96.0.20 } 
+            element podnet-proxy-11 service-ips { 10.96.0.20 . tcp . 80 } goto service-SUSTUHLJ-default/web/tcp/http
         "#]],
     );
 }
@@ -170,10 +170,10 @@ fn no_endpoints_rejects_and_nodeport_rejects() {
         ProxyMode::Nftables,
         &ports,
         expect![[r#"
-        element cluster-ips { 10.96.0.30 } 
-        element no-endpoint-nodeports { udp . 30053 } goto reject-chain
-        element no-endpoint-services { 10.96.0.30 . udp . 53 } goto reject-chain
-    "#]],
+            element podnet-proxy cluster-ips { 10.96.0.30 } 
+            element podnet-proxy no-endpoint-nodeports { udp . 30053 } goto reject-chain
+            element podnet-proxy no-endpoint-services { 10.96.0.30 . udp . 53 } goto reject-chain
+        "#]],
     );
     check_piece(
         ProxyMode::Iptables,
@@ -247,36 +247,36 @@ fn traffic_policy_local_affinity_external_and_load_balancer_ips() {
         ProxyMode::Nftables,
         &ports,
         expect![[r#"
-        chain ip endpoint-4Y7I25SH-default/edge/tcp/__10.244.2.7/8080
-          ip saddr 10.244.2.7 jump mark-for-masquerade
-          update @affinity-A2JPENOO-default/edge/tcp/__10.244.2.7/8080 { ip saddr }
-          meta l4proto tcp dnat to 10.244.2.7:8080
-        chain ip endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
-          ip saddr 10.244.1.5 jump mark-for-masquerade
-          update @affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 { ip saddr }
-          meta l4proto tcp dnat to 10.244.1.5:8080
-        chain ip external-VTHUR5WX-default/edge/tcp/
-          ip saddr 10.244.0.0/16 goto service-VTHUR5WX-default/edge/tcp/ comment "short-circuit pod traffic"
-          fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"
-          fib saddr type local goto service-VTHUR5WX-default/edge/tcp/ comment "short-circuit local traffic"
-          goto local-VTHUR5WX-default/edge/tcp/
-        chain ip local-VTHUR5WX-default/edge/tcp/
-          ip daddr 10.96.0.40 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
-          ip saddr @affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
-          goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
-        chain ip service-VTHUR5WX-default/edge/tcp/
-          ip saddr @affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
-          ip saddr @affinity-A2JPENOO-default/edge/tcp/__10.244.2.7/8080 goto endpoint-4Y7I25SH-default/edge/tcp/__10.244.2.7/8080
-          numgen random mod 2 == 0 goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
-          goto endpoint-4Y7I25SH-default/edge/tcp/__10.244.2.7/8080
-        set affinity-A2JPENOO-default/edge/tcp/__10.244.2.7/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }
-        set affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }
-        element cluster-ips { 10.96.0.40 } 
-        element service-ips { 10.96.0.40 . tcp . 80 } goto local-VTHUR5WX-default/edge/tcp/
-        element service-ips { 172.18.255.1 . tcp . 80 } goto external-VTHUR5WX-default/edge/tcp/
-        element service-ips { 203.0.113.9 . tcp . 80 } goto external-VTHUR5WX-default/edge/tcp/
-        element service-nodeports { tcp . 32023 } goto external-VTHUR5WX-default/edge/tcp/
-    "#]],
+            chain podnet-proxy-14 endpoint-4Y7I25SH-default/edge/tcp/__10.244.2.7/8080
+              ip saddr 10.244.2.7 jump mark-for-masquerade
+              update @affinity-A2JPENOO-default/edge/tcp/__10.244.2.7/8080 { ip saddr }
+              meta l4proto tcp dnat to 10.244.2.7:8080
+            chain podnet-proxy-14 endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
+              ip saddr 10.244.1.5 jump mark-for-masquerade
+              update @affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 { ip saddr }
+              meta l4proto tcp dnat to 10.244.1.5:8080
+            chain podnet-proxy-14 external-VTHUR5WX-default/edge/tcp/
+              ip saddr 10.244.0.0/16 goto service-VTHUR5WX-default/edge/tcp/ comment "short-circuit pod traffic"
+              fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"
+              fib saddr type local goto service-VTHUR5WX-default/edge/tcp/ comment "short-circuit local traffic"
+              goto local-VTHUR5WX-default/edge/tcp/
+            chain podnet-proxy-14 local-VTHUR5WX-default/edge/tcp/
+              ip daddr 10.96.0.40 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+              ip saddr @affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
+              goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
+            chain podnet-proxy-14 service-VTHUR5WX-default/edge/tcp/
+              ip saddr @affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
+              ip saddr @affinity-A2JPENOO-default/edge/tcp/__10.244.2.7/8080 goto endpoint-4Y7I25SH-default/edge/tcp/__10.244.2.7/8080
+              numgen random mod 2 == 0 goto endpoint-D2XGQAT3-default/edge/tcp/__10.244.1.5/8080
+              goto endpoint-4Y7I25SH-default/edge/tcp/__10.244.2.7/8080
+            set podnet-proxy-14 affinity-A2JPENOO-default/edge/tcp/__10.244.2.7/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }
+            set podnet-proxy-14 affinity-OSBQVMMK-default/edge/tcp/__10.244.1.5/8080 { type ipv4_addr; flags dynamic,timeout; timeout 60s; }
+            element podnet-proxy cluster-ips { 10.96.0.40 } 
+            element podnet-proxy-14 service-ips { 10.96.0.40 . tcp . 80 } goto local-VTHUR5WX-default/edge/tcp/
+            element podnet-proxy-14 service-ips { 172.18.255.1 . tcp . 80 } goto external-VTHUR5WX-default/edge/tcp/
+            element podnet-proxy-14 service-ips { 203.0.113.9 . tcp . 80 } goto external-VTHUR5WX-default/edge/tcp/
+            element podnet-proxy-14 service-nodeports { tcp . 32023 } goto external-VTHUR5WX-default/edge/tcp/
+        "#]],
     );
     check_piece(
         ProxyMode::Iptables,
@@ -325,10 +325,10 @@ fn local_policies_without_local_endpoints_drop() {
         ProxyMode::Nftables,
         &ports,
         expect![[r#"
-        element cluster-ips { 10.96.0.50 } 
-        element no-endpoint-nodeports { tcp . 30080 } drop
-        element no-endpoint-services { 10.96.0.50 . tcp . 80 } drop
-    "#]],
+            element podnet-proxy cluster-ips { 10.96.0.50 } 
+            element podnet-proxy no-endpoint-nodeports { tcp . 30080 } drop
+            element podnet-proxy no-endpoint-services { 10.96.0.50 . tcp . 80 } drop
+        "#]],
     );
 }
 
@@ -341,22 +341,81 @@ fn planner_with(mode: ProxyMode) -> ProxyPlanner {
     planner
 }
 
+/// The full nft batch with the shard skeletons after the first replaced by
+/// one line (they differ only in the table name).
+fn elide_shard_skeletons(script: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut elided = 0;
+    for line in script.lines() {
+        if skipping {
+            skipping = line != "}";
+            continue;
+        }
+        if line.starts_with("table ip podnet-proxy-")
+            && !line.starts_with("table ip podnet-proxy-00 ")
+        {
+            skipping = true;
+            elided += 1;
+            if elided == 1 {
+                out.push_str("(shard skeletons 01 to 15 alike)\n");
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[test]
 fn planner_first_batch_is_full_then_incremental_nftables() {
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let (service, slices) = web();
     planner.set_service("default", "web", Some(resolve(&service, &slices)));
-    let first = planner.plan(&[]);
+    // A stray shard of another layout is deleted.
+    let first = planner.plan(&[("podnet-proxy-99".to_string(), String::new())]);
     assert!(first.full);
     expect![[r#"
+        delete table ip podnet-proxy-99
         add table ip podnet-proxy
         delete table ip podnet-proxy
+        add table ip podnet-proxy-00
+        delete table ip podnet-proxy-00
+        add table ip podnet-proxy-01
+        delete table ip podnet-proxy-01
+        add table ip podnet-proxy-02
+        delete table ip podnet-proxy-02
+        add table ip podnet-proxy-03
+        delete table ip podnet-proxy-03
+        add table ip podnet-proxy-04
+        delete table ip podnet-proxy-04
+        add table ip podnet-proxy-05
+        delete table ip podnet-proxy-05
+        add table ip podnet-proxy-06
+        delete table ip podnet-proxy-06
+        add table ip podnet-proxy-07
+        delete table ip podnet-proxy-07
+        add table ip podnet-proxy-08
+        delete table ip podnet-proxy-08
+        add table ip podnet-proxy-09
+        delete table ip podnet-proxy-09
+        add table ip podnet-proxy-10
+        delete table ip podnet-proxy-10
+        add table ip podnet-proxy-11
+        delete table ip podnet-proxy-11
+        add table ip podnet-proxy-12
+        delete table ip podnet-proxy-12
+        add table ip podnet-proxy-13
+        delete table ip podnet-proxy-13
+        add table ip podnet-proxy-14
+        delete table ip podnet-proxy-14
+        add table ip podnet-proxy-15
+        delete table ip podnet-proxy-15
         table ip podnet-proxy {
-        	comment "podnet service proxy"
+        	comment "podnet service proxy: shared checks and masquerading; services are in tables podnet-proxy-00 to -15"
         	set cluster-ips { type ipv4_addr; comment "Active ClusterIPs"; }
         	set nodeport-ips { type ipv4_addr; comment "IPs that accept NodePort traffic"; elements = { 172.18.0.2 }; }
-        	map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"; }
-        	map service-nodeports { type inet_proto . inet_service : verdict; comment "NodePort traffic"; }
         	map no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; comment "vmap to drop or reject packets to services with no endpoints"; }
         	map no-endpoint-nodeports { type inet_proto . inet_service : verdict; comment "vmap to drop or reject packets to service nodeports with no endpoints"; }
         	chain filter-prerouting { type filter hook prerouting priority -110; policy accept;
@@ -373,26 +432,13 @@ fn planner_first_batch_is_full_then_incremental_nftables() {
         	chain filter-output-post-dnat { type filter hook output priority -90; policy accept;
         		ct state new jump cluster-ips-check
         	}
-        	chain nat-prerouting { type nat hook prerouting priority -100; policy accept;
-        		jump services
-        	}
-        	chain nat-output { type nat hook output priority -100; policy accept;
-        		jump services
-        	}
         	chain nat-postrouting { type nat hook postrouting priority 100; policy accept;
         		jump masquerading
-        	}
-        	chain mark-for-masquerade {
-        		meta mark set meta mark | 0x4000
         	}
         	chain masquerading {
         		meta mark & 0x4000 == 0 return
         		meta mark set meta mark ^ 0x4000
         		masquerade fully-random
-        	}
-        	chain services {
-        		ip daddr . meta l4proto . th dport vmap @service-ips
-        		ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
         	}
         	chain service-endpoints-check {
         		ip daddr . meta l4proto . th dport vmap @no-endpoint-services
@@ -408,19 +454,39 @@ fn planner_first_batch_is_full_then_incremental_nftables() {
         		reject
         	}
         }
-        add chain ip podnet-proxy endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
-        add chain ip podnet-proxy endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
-        add chain ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http
-        add rule ip podnet-proxy endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080 ip saddr 10.244.2.7 jump mark-for-masquerade
-        add rule ip podnet-proxy endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080 meta l4proto tcp dnat to 10.244.2.7:8080
-        add rule ip podnet-proxy endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080 ip saddr 10.244.1.5 jump mark-for-masquerade
-        add rule ip podnet-proxy endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080 meta l4proto tcp dnat to 10.244.1.5:8080
-        add rule ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
-        add rule ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http numgen random mod 2 == 0 goto endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
-        add rule ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http goto endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
+        table ip podnet-proxy-00 {
+        	comment "podnet service proxy: services shard 0 of 16"
+        	set nodeport-ips { type ipv4_addr; comment "IPs that accept NodePort traffic"; elements = { 172.18.0.2 }; }
+        	map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"; }
+        	map service-nodeports { type inet_proto . inet_service : verdict; comment "NodePort traffic"; }
+        	chain nat-prerouting { type nat hook prerouting priority -100; policy accept;
+        		jump services
+        	}
+        	chain nat-output { type nat hook output priority -100; policy accept;
+        		jump services
+        	}
+        	chain mark-for-masquerade {
+        		meta mark set meta mark | 0x4000
+        	}
+        	chain services {
+        		ip daddr . meta l4proto . th dport vmap @service-ips
+        		ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+        	}
+        }
+        (shard skeletons 01 to 15 alike)
+        add chain ip podnet-proxy-11 endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
+        add chain ip podnet-proxy-11 endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
+        add chain ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http
+        add rule ip podnet-proxy-11 endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080 ip saddr 10.244.2.7 jump mark-for-masquerade
+        add rule ip podnet-proxy-11 endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080 meta l4proto tcp dnat to 10.244.2.7:8080
+        add rule ip podnet-proxy-11 endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080 ip saddr 10.244.1.5 jump mark-for-masquerade
+        add rule ip podnet-proxy-11 endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080 meta l4proto tcp dnat to 10.244.1.5:8080
+        add rule ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+        add rule ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http numgen random mod 2 == 0 goto endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
+        add rule ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http goto endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
         add element ip podnet-proxy cluster-ips { 10.96.0.20 }
-        add element ip podnet-proxy service-ips { 10.96.0.20 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
-    "#]].assert_eq(&first.script);
+        add element ip podnet-proxy-11 service-ips { 10.96.0.20 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
+    "#]].assert_eq(&elide_shard_skeletons(&first.script));
 
     // Nothing changed: nothing to write.
     planner.set_service("default", "web", Some(resolve(&service, &slices)));
@@ -434,11 +500,11 @@ fn planner_first_batch_is_full_then_incremental_nftables() {
     planner.set_service("default", "web", Some(resolve(&service, &fewer)));
     let batch = planner.plan(&[]);
     expect![[r#"
-        flush chain ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http
-        flush chain ip podnet-proxy endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
-        add rule ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
-        add rule ip podnet-proxy service-SUSTUHLJ-default/web/tcp/http goto endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
-        delete chain ip podnet-proxy endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
+        flush chain ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http
+        flush chain ip podnet-proxy-11 endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
+        add rule ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+        add rule ip podnet-proxy-11 service-SUSTUHLJ-default/web/tcp/http goto endpoint-HGNPOIJ5-default/web/tcp/http__10.244.1.5/8080
+        delete chain ip podnet-proxy-11 endpoint-BZGFZVVG-default/web/tcp/http__10.244.2.7/8080
     "#]].assert_eq(&batch.script);
 
     // A second service: its chains and map elements only.
@@ -451,14 +517,14 @@ fn planner_first_batch_is_full_then_incremental_nftables() {
     planner.set_service("default", "other", Some(resolve(&other, &other_slices)));
     let batch = planner.plan(&[]);
     expect![[r#"
-        add chain ip podnet-proxy endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
-        add chain ip podnet-proxy service-E6QV3ZKR-default/other/udp/
-        add rule ip podnet-proxy endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353 ip saddr 10.244.2.9 jump mark-for-masquerade
-        add rule ip podnet-proxy endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353 meta l4proto udp dnat to 10.244.2.9:5353
-        add rule ip podnet-proxy service-E6QV3ZKR-default/other/udp/ ip daddr 10.96.0.21 udp dport 53 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
-        add rule ip podnet-proxy service-E6QV3ZKR-default/other/udp/ goto endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
+        add chain ip podnet-proxy-15 endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
+        add chain ip podnet-proxy-15 service-E6QV3ZKR-default/other/udp/
+        add rule ip podnet-proxy-15 endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353 ip saddr 10.244.2.9 jump mark-for-masquerade
+        add rule ip podnet-proxy-15 endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353 meta l4proto udp dnat to 10.244.2.9:5353
+        add rule ip podnet-proxy-15 service-E6QV3ZKR-default/other/udp/ ip daddr 10.96.0.21 udp dport 53 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+        add rule ip podnet-proxy-15 service-E6QV3ZKR-default/other/udp/ goto endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
         add element ip podnet-proxy cluster-ips { 10.96.0.21 }
-        add element ip podnet-proxy service-ips { 10.96.0.21 . udp . 53 : goto service-E6QV3ZKR-default/other/udp/ }
+        add element ip podnet-proxy-15 service-ips { 10.96.0.21 . udp . 53 : goto service-E6QV3ZKR-default/other/udp/ }
     "#]].assert_eq(&batch.script);
     expect![[r#"[ConntrackDeletion { args: ["-p", "udp", "--orig-dst", "10.96.0.21", "--orig-port-dst", "53"] }]"#]].assert_eq(&format!("{:?}", batch.conntrack));
 
@@ -466,12 +532,12 @@ fn planner_first_batch_is_full_then_incremental_nftables() {
     planner.set_service("default", "other", None);
     let batch = planner.plan(&[]);
     expect![[r#"
-        flush chain ip podnet-proxy endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
-        flush chain ip podnet-proxy service-E6QV3ZKR-default/other/udp/
+        flush chain ip podnet-proxy-15 endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
+        flush chain ip podnet-proxy-15 service-E6QV3ZKR-default/other/udp/
         delete element ip podnet-proxy cluster-ips { 10.96.0.21 }
-        delete element ip podnet-proxy service-ips { 10.96.0.21 . udp . 53 }
-        delete chain ip podnet-proxy endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
-        delete chain ip podnet-proxy service-E6QV3ZKR-default/other/udp/
+        delete element ip podnet-proxy-15 service-ips { 10.96.0.21 . udp . 53 }
+        delete chain ip podnet-proxy-15 endpoint-TV26EWKP-default/other/udp/__10.244.2.9/5353
+        delete chain ip podnet-proxy-15 service-E6QV3ZKR-default/other/udp/
     "#]]
     .assert_eq(&batch.script);
     expect![[r#"[ConntrackDeletion { args: ["-p", "udp", "--orig-dst", "10.96.0.21", "--dst-nat", "10.244.2.9"] }]"#]].assert_eq(&format!("{:?}", batch.conntrack));
@@ -565,7 +631,7 @@ fn affinity_timeout_change_makes_new_sets() {
     planner.set_service("default", "web", Some(resolve(&service, &slices)));
     let on = planner.plan(&[]);
     assert!(
-        on.script.contains("add set ip podnet-proxy affinity-"),
+        on.script.contains("add set ip podnet-proxy-") && on.script.contains(" affinity-"),
         "{}",
         on.script
     );
