@@ -161,7 +161,9 @@ fn add(environment: &CniEnvironment, config: &PluginConfig) -> Result<AddResult,
         })?;
     let allocator = IpAllocator::new(&config.name, &config.ipam)?;
     let node = NetlinkHandle::current()?;
-    let pod = NetlinkHandle::open_in(&netns)?;
+    // The plugin is one short single-threaded process: entering the pod's
+    // namespace on this thread is cheaper than a thread per namespace.
+    let pod = NetlinkHandle::open_in_this_thread(&netns)?;
     if pod.link_by_name(ifname)?.is_some() {
         return Err(CniError::InterfaceExists {
             ifname: ifname.to_string(),
@@ -188,7 +190,9 @@ fn add(environment: &CniEnvironment, config: &PluginConfig) -> Result<AddResult,
 
     let ip = allocator.allocate(container_id, ifname)?;
     let host_veth = host_veth_name(container_id, ifname);
-    match attach(&node, &pod, config, &netns, &host_veth, ifname, ip, gateway) {
+    match attach(
+        &node, &pod, config, &netns, &bridge, &host_veth, ifname, ip, gateway,
+    ) {
         Ok((host_link, pod_link)) => Ok(AddResult {
             interfaces: vec![
                 ResultInterface {
@@ -229,59 +233,71 @@ fn add(environment: &CniEnvironment, config: &PluginConfig) -> Result<AddResult,
     }
 }
 
+/// Creates and configures the veth pair: the host end is created up and on
+/// the bridge (hairpin set in the same batch), the pod end up inside the
+/// pod's namespace; then the pod end gets its address and routes and `lo`
+/// comes up, in a second batch. Six netlink round trips for the whole ADD.
 #[allow(clippy::too_many_arguments)]
 fn attach(
     node: &NetlinkHandle,
     pod: &NetlinkHandle,
     config: &PluginConfig,
     netns: &Path,
+    bridge: &podnet_netlink::Link,
     host_veth: &str,
     ifname: &str,
     ip: Ipv4Addr,
     gateway: Ipv4Addr,
 ) -> Result<(podnet_netlink::Link, podnet_netlink::Link), CniError> {
-    match node.create_veth_pair(host_veth, ifname, netns, config.mtu) {
-        Ok(()) => {}
+    let create = || {
+        node.create_veth_pair_on_bridge(
+            host_veth,
+            ifname,
+            netns,
+            config.mtu,
+            bridge.index,
+            config.hairpin_mode,
+        )
+    };
+    let host_link = match create() {
+        Ok(link) => link,
         // A veth of ours with this name is the remnant of an ADD that crashed
         // half-way (its pod end is gone, or we would have failed above).
         // Looked for only when the name is taken: a lookup per ADD costs.
         Err(podnet_netlink::NetlinkError::Kernel { source, .. })
             if source.raw_os_error() == Some(libc::EEXIST) =>
         {
-            node.delete_link(host_veth)?;
-            node.create_veth_pair(host_veth, ifname, netns, config.mtu)?;
+            node.delete_link_by_name(host_veth)?;
+            create()?
         }
         Err(error) => return Err(error.into()),
-    }
-    node.set_link_master(host_veth, &config.bridge)?;
-    if config.hairpin_mode {
-        node.set_bridge_port_hairpin(host_veth, true)?;
-    }
-    node.set_link_up(host_veth)?;
+    };
 
     let prefix_len = config.ipam.subnet.prefix_len();
-    pod.add_address(
+    let routes: Vec<RouteSpec> = pod_routes(config)
+        .into_iter()
+        .filter_map(|route| {
+            let gateway_for_route = match route.gw {
+                Some(IpAddr::V4(address)) => address,
+                Some(IpAddr::V6(_)) => return None,
+                None => gateway,
+            };
+            Some(RouteSpec {
+                destination: route.dst,
+                gateway: Some(gateway_for_route),
+                device: Some(ifname.to_string()),
+                onlink: false,
+                scope_link: false,
+                protocol: 4,
+            })
+        })
+        .collect();
+    let pod_link = pod.configure_link(
         ifname,
         IpNet::V4(Ipv4Net::new(ip, prefix_len).expect("valid prefix")),
+        &routes,
     )?;
-    pod.set_link_up(ifname)?;
-    pod.set_link_up("lo")?;
-    for route in pod_routes(config) {
-        let gateway_for_route = match route.gw {
-            Some(IpAddr::V4(address)) => Some(address),
-            Some(IpAddr::V6(_)) => continue,
-            None => Some(gateway),
-        };
-        pod.replace_route(&RouteSpec {
-            destination: route.dst,
-            gateway: gateway_for_route,
-            device: Some(ifname.to_string()),
-            onlink: false,
-            scope_link: false,
-            protocol: 4,
-        })?;
-    }
-    Ok((node.require_link(host_veth)?, pod.require_link(ifname)?))
+    Ok((host_link, pod_link))
 }
 
 fn delete(environment: &CniEnvironment, config: &PluginConfig) -> Result<(), CniError> {
@@ -291,17 +307,26 @@ fn delete(environment: &CniEnvironment, config: &PluginConfig) -> Result<(), Cni
     // Best effort in order; every step tolerates what is already gone, and
     // the reservation is released even if the links could not be touched.
     let mut first_error = None;
+    // As the reference bridge plugin: delete the pod end inside the pod's
+    // namespace (the kernel removes both ends, and the cost of that is the
+    // same whichever end is named). One request each, no lookups: the host
+    // end is normally gone with it, and is deleted by name for the case
+    // where the pod's namespace is already gone.
     if let Some(netns) = environment
         .netns
         .as_deref()
         .filter(|path| podnet_netlink::is_netns(path))
     {
-        if let Err(error) = NetlinkHandle::open_in(netns).and_then(|pod| pod.delete_link(ifname)) {
+        if let Err(error) = NetlinkHandle::open_in_this_thread(netns)
+            .and_then(|pod| pod.delete_link_by_name(ifname))
+        {
             first_error.get_or_insert(CniError::from(error));
         }
     }
     let host_veth = host_veth_name(container_id, ifname);
-    if let Err(error) = NetlinkHandle::current().and_then(|node| node.delete_link(&host_veth)) {
+    if let Err(error) =
+        NetlinkHandle::current().and_then(|node| node.delete_link_by_name(&host_veth))
+    {
         first_error.get_or_insert(CniError::from(error));
     }
     allocator.release(container_id, ifname)?;

@@ -203,6 +203,40 @@ impl NetlinkHandle {
         })
     }
 
+    /// Opens a handle in the namespace pinned at `netns_path` by switching
+    /// the calling thread there and back (no helper thread). Meant for
+    /// short single-threaded processes such as CNI plugins, where a thread
+    /// per namespace costs more than the netlink work itself. If switching
+    /// back fails the thread stays in the other namespace, so the error
+    /// must end the process.
+    pub fn open_in_this_thread(netns_path: &Path) -> Result<NetlinkHandle> {
+        let label = netns_path.display().to_string();
+        let own = netns::open_netns(Path::new("/proc/thread-self/ns/net"))?;
+        let target = netns::open_netns(netns_path)?;
+        let enter = |file: &std::fs::File, path: &Path| {
+            // SAFETY: setns on descriptors we own; affects this thread only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(NetlinkError::Socket {
+                    netns: path.display().to_string(),
+                    source: io::Error::last_os_error(),
+                });
+            }
+            Ok(())
+        };
+        enter(&target, netns_path)?;
+        let opened = NetlinkSocket::open();
+        enter(&own, Path::new("/proc/thread-self/ns/net"))?;
+        let socket = opened.map_err(|source| NetlinkError::Socket {
+            netns: label.clone(),
+            source,
+        })?;
+        Ok(NetlinkHandle {
+            socket,
+            netns_path: Some(netns_path.to_path_buf()),
+            netns_label: label,
+        })
+    }
+
     /// The namespace path, `None` for the current one.
     pub fn netns_path(&self) -> Option<&Path> {
         self.netns_path.as_deref()
@@ -275,6 +309,20 @@ impl NetlinkHandle {
         };
         let mut message = LinkMessage::default();
         message.header.index = link.index;
+        match self
+            .socket
+            .request(RouteNetlinkMessage::DelLink(message), 0)
+        {
+            Ok(_) => Ok(true),
+            Err(error) if is_errno(&error, libc::ENODEV) => Ok(false),
+            Err(source) => Err(self.kernel_error(format!("link {name}"), "delete", source)),
+        }
+    }
+
+    /// Deletes a link by name in one request (no lookup first);
+    /// `Ok(false)` when it did not exist.
+    pub fn delete_link_by_name(&self, name: &str) -> Result<bool> {
+        let message = LinkUnspec::new_with_name(name).build();
         match self
             .socket
             .request(RouteNetlinkMessage::DelLink(message), 0)
@@ -407,6 +455,157 @@ impl NetlinkHandle {
             })
     }
 
+    /// Creates a veth pair in one batch of requests and returns the host
+    /// end: `host_name` here, already up and attached to the bridge with
+    /// index `master_index` (hairpin mode on the port if asked), and
+    /// `peer_name` directly inside `peer_netns` (down); both with
+    /// `mtu`. An error from the creation itself is reported as
+    /// [`NetlinkError::Kernel`] with the kernel's errno (`EEXIST` when a
+    /// name is taken).
+    pub fn create_veth_pair_on_bridge(
+        &self,
+        host_name: &str,
+        peer_name: &str,
+        peer_netns: &Path,
+        mtu: Option<u32>,
+        master_index: u32,
+        hairpin: bool,
+    ) -> Result<Link> {
+        let target = netns::open_netns(peer_netns)?;
+        // The peer cannot be created up: veth refuses to open an end whose
+        // peer is not linked yet (ENOTCONN). configure_link brings it up.
+        let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(target.as_raw_fd());
+        let mut builder = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host_name.to_string())
+            .controller(master_index)
+            .up();
+        if let Some(mtu) = mtu {
+            peer = peer.mtu(mtu);
+            builder = builder.mtu(mtu);
+        }
+        let create = builder
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        let mut batch = vec![(
+            RouteNetlinkMessage::NewLink(create),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )];
+        if hairpin {
+            // Port options travel in IFLA_INFO_SLAVE_DATA of an RTM_NEWLINK;
+            // addressed by name, so it needs no lookup of the new index.
+            batch.push((
+                RouteNetlinkMessage::NewLink(
+                    LinkBridgePort::new(0).name(host_name).hairpin(true).build(),
+                ),
+                0,
+            ));
+        }
+        batch.push((
+            RouteNetlinkMessage::GetLink(LinkUnspec::new_with_name(host_name).build()),
+            0,
+        ));
+        let mut outcomes = self
+            .socket
+            .request_batch(batch)
+            .map_err(|source| self.kernel_error(format!("veth {host_name}"), "create", source))?
+            .into_iter();
+        let object = format!(
+            "veth {host_name} (peer {peer_name} in {})",
+            peer_netns.display()
+        );
+        outcomes
+            .next()
+            .expect("creation outcome")
+            .map_err(|source| self.kernel_error(object.clone(), "create", source))?;
+        if hairpin {
+            outcomes
+                .next()
+                .expect("hairpin outcome")
+                .map_err(|source| {
+                    self.kernel_error(
+                        format!("bridge port {host_name}"),
+                        "set hairpin mode",
+                        source,
+                    )
+                })?;
+        }
+        let answers = outcomes
+            .next()
+            .expect("lookup outcome")
+            .map_err(|source| self.kernel_error(object.clone(), "look up", source))?;
+        answers
+            .into_iter()
+            .find_map(|answer| match answer {
+                RouteNetlinkMessage::NewLink(message) => Some(parse_link(&message)),
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::LinkNotFound {
+                name: host_name.to_string(),
+                netns: self.netns_label.clone(),
+            })
+    }
+
+    /// Gives link `name` its address and routes (their device is `name`
+    /// whatever `device` says) and brings it and `lo` up, in one batch of
+    /// requests after one lookup; returns the link as looked up. Fails if
+    /// the address is already present.
+    pub fn configure_link(&self, name: &str, address: IpNet, routes: &[RouteSpec]) -> Result<Link> {
+        let link = self.require_link(name)?;
+        let mut batch = vec![
+            (
+                RouteNetlinkMessage::NewAddress(self.address_message(link.index, address)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            // Up before the routes: the kernel refuses a gateway route on a
+            // link that is down.
+            (
+                RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(link.index).up().build()),
+                0,
+            ),
+        ];
+        for route in routes {
+            let message = self.route_message(&RouteSpec {
+                device: None,
+                ..route.clone()
+            })?;
+            let mut message = message;
+            message.attributes.push(RouteAttribute::Oif(link.index));
+            batch.push((
+                RouteNetlinkMessage::NewRoute(message),
+                NLM_F_CREATE | NLM_F_REPLACE,
+            ));
+        }
+        batch.push((
+            RouteNetlinkMessage::SetLink(LinkUnspec::new_with_name("lo").up().build()),
+            0,
+        ));
+        let outcomes = self
+            .socket
+            .request_batch(batch)
+            .map_err(|source| self.kernel_error(format!("link {name}"), "configure", source))?;
+        let mut outcomes = outcomes.into_iter();
+        outcomes
+            .next()
+            .expect("address outcome")
+            .map_err(|source| {
+                self.kernel_error(format!("address {address} on {name}"), "add", source)
+            })?;
+        outcomes
+            .next()
+            .expect("link up outcome")
+            .map_err(|source| self.kernel_error(format!("link {name}"), "set up", source))?;
+        for route in routes {
+            outcomes.next().expect("route outcome").map_err(|source| {
+                self.kernel_error(Self::route_object(route), "replace", source)
+            })?;
+        }
+        outcomes
+            .next()
+            .expect("loopback outcome")
+            .map_err(|source| self.kernel_error("link lo".to_string(), "set up", source))?;
+        Ok(link)
+    }
+
     /// Makes a bridge exist, up, with the given MTU and address.
     pub fn ensure_bridge(&self, spec: &BridgeSpec) -> Result<Link> {
         match self.link_by_name(&spec.name)? {
@@ -417,6 +616,18 @@ impl NetlinkHandle {
                     actual: link.kind.unwrap_or_else(|| "physical".to_string()),
                     expected: "bridge".to_string(),
                 })
+            }
+            Some(link)
+                if spec.mtu.is_none_or(|mtu| mtu == link.mtu)
+                    && link.is_up
+                    && match spec.address {
+                        Some(address) => self.list_addresses_of(&link)?.contains(&address),
+                        None => true,
+                    } =>
+            {
+                // The common case (every ADD after the first): one lookup
+                // and one address dump, nothing to change.
+                return Ok(link);
             }
             Some(_) => {}
             None => {
@@ -590,6 +801,11 @@ impl NetlinkHandle {
     /// Lists the addresses of a link.
     pub fn list_addresses(&self, name: &str) -> Result<Vec<IpNet>> {
         let link = self.require_link(name)?;
+        self.list_addresses_of(&link)
+    }
+
+    fn list_addresses_of(&self, link: &Link) -> Result<Vec<IpNet>> {
+        let name = &link.name;
         let answers = self
             .socket
             .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
