@@ -1,6 +1,7 @@
 //! The service proxy: watches Services and EndpointSlices, resolves them for
 //! this node with `podnet-netplan`'s planner and applies the incremental
-//! batches inside the node's network namespace (`nft -f -`, or
+//! batches inside the node's network namespace (incremental nftables batches
+//! as one nf_tables netlink transaction, full ones with `nft -f -`, or
 //! `iptables-restore --noflush` in iptables mode). Changes are debounced
 //! briefly; the first batch (and the first after any failure) replaces the
 //! whole ruleset, so a restarted agent converges from whatever is there while
@@ -15,6 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::Api;
+use podnet_netlink::nftables::NftBatch;
 use podnet_netplan::services::{
     iptables, nft, resolve_service, Protocol, ProxyBatch, ProxyContext, ProxyEndpointSlice,
     ProxyMode, ProxyPlanner, ProxyService, ServicePortSpec, ServiceType, SliceEndpoint, SlicePort,
@@ -353,10 +355,38 @@ impl ProxyApplier {
         if !batch.script.is_empty() {
             match self.mode {
                 ProxyMode::Nftables => {
-                    checked(
-                        run_in_netns(&self.netns, "nft", &["-f", "-"], Some(&batch.script))?,
-                        "nft -f (service proxy rules)",
-                    )?;
+                    // Incremental batches go straight to the kernel as one
+                    // netlink transaction: `nft -f` would first dump every
+                    // chain of the namespace into its cache. Full batches
+                    // (table declarations) and lines outside the translated
+                    // subset use nft.
+                    let fast = if batch.full {
+                        None
+                    } else {
+                        match NftBatch::from_script(&batch.script) {
+                            Ok(translated) => Some(translated),
+                            Err(line) => {
+                                tracing::debug!("service proxy batch through nft -f for: {line}");
+                                None
+                            }
+                        }
+                    };
+                    match fast {
+                        Some(translated) => translated.apply(&self.netns).map_err(|error| {
+                            AgentError::Network(format!("service proxy rules: {error}"))
+                        })?,
+                        None => {
+                            checked(
+                                run_in_netns(
+                                    &self.netns,
+                                    "nft",
+                                    &["-f", "-"],
+                                    Some(&batch.script),
+                                )?,
+                                "nft -f (service proxy rules)",
+                            )?;
+                        }
+                    }
                 }
                 ProxyMode::Iptables => {
                     checked(

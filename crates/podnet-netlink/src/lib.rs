@@ -12,6 +12,7 @@
 mod ethtool;
 mod handle;
 pub mod netns;
+pub mod nftables;
 pub mod overlay;
 mod socket;
 
