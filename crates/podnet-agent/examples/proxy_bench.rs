@@ -2,7 +2,8 @@
 //! iptables mode side by side, in throwaway network namespaces, measure
 //! - the time to program N services × 2 endpoints (planner + kernel),
 //! - adding one service when N exist,
-//! - one endpoint change when N exist,
+//! - one endpoint change when N exist (nftables: also the same kind of
+//!   change written with `nft -f`, in alternating rounds),
 //! - first-connection latency to a ClusterIP with 100 versus N services,
 //! - the planner's memory at N services.
 //!
@@ -149,6 +150,12 @@ fn set(planner: &mut ProxyPlanner, index: usize, endpoints: &[Ipv4Addr]) {
 }
 
 fn apply(applier: &ProxyApplier, planner: &mut ProxyPlanner) -> Duration {
+    apply_with(applier, planner, true)
+}
+
+/// Plans and applies; `netlink` false sends incremental nftables batches
+/// through `nft -f` instead of the netlink path (for the side-by-side).
+fn apply_with(applier: &ProxyApplier, planner: &mut ProxyPlanner, netlink: bool) -> Duration {
     let started = Instant::now();
     let existing = if planner.will_replace_all() {
         applier.existing_chains().unwrap()
@@ -156,7 +163,9 @@ fn apply(applier: &ProxyApplier, planner: &mut ProxyPlanner) -> Duration {
         Vec::new()
     };
     let batch = planner.plan(&existing);
-    applier.apply(&batch).unwrap_or_else(|e| panic!("{e}"));
+    applier
+        .apply_with(&batch, netlink)
+        .unwrap_or_else(|e| panic!("{e}"));
     started.elapsed()
 }
 
@@ -206,6 +215,9 @@ struct ModeResult {
     program_all_ms: f64,
     add_one_ms: f64,
     endpoint_change_ms: f64,
+    /// nftables: the same changes written with `nft -f` (alternating rounds).
+    add_one_nft_cli_ms: Option<f64>,
+    endpoint_change_nft_cli_ms: Option<f64>,
     planner_memory_kib: u64,
     process_rss_kib: u64,
     latency_ms_median: f64,
@@ -246,19 +258,33 @@ fn run_mode(mode: ProxyMode, services: usize, repeats: usize) -> ModeResult {
     let planner_memory_kib = (planner.approximate_bytes() / 1024) as u64;
     let process_rss_kib = rss_kib();
 
-    let mut add_one = Vec::new();
-    for extra in 0..repeats {
+    // Rounds alternate between the default path and (nftables) `nft -f`
+    // for every batch, so both are measured under the same conditions.
+    let paths: &[bool] = if mode == ProxyMode::Nftables {
+        &[true, false]
+    } else {
+        &[true]
+    };
+    let (mut add_one, mut add_one_nft) = (Vec::new(), Vec::new());
+    for extra in 0..repeats * paths.len() {
+        let netlink = paths[extra % paths.len()];
         let index = services + extra;
         set(
             &mut planner,
             index,
             &[endpoint_ip(index, 0), endpoint_ip(index, 1)],
         );
-        add_one.push(apply(&applier, &mut planner).as_secs_f64() * 1000.0);
+        let elapsed = apply_with(&applier, &mut planner, netlink).as_secs_f64() * 1000.0;
+        if netlink {
+            add_one.push(elapsed);
+        } else {
+            add_one_nft.push(elapsed);
+        }
     }
-    let mut endpoint_change = Vec::new();
-    for round in 0..repeats {
-        let index = round * 7 % services;
+    let (mut endpoint_change, mut endpoint_change_nft) = (Vec::new(), Vec::new());
+    for round in 0..repeats * paths.len() {
+        let netlink = paths[round % paths.len()];
+        let index = (round * 7 + 1) % services;
         if index == services / 2 {
             continue;
         }
@@ -267,7 +293,12 @@ fn run_mode(mode: ProxyMode, services: usize, repeats: usize) -> ModeResult {
             index,
             &[endpoint_ip(index, 0), endpoint_ip(index + 1000 + round, 1)],
         );
-        endpoint_change.push(apply(&applier, &mut planner).as_secs_f64() * 1000.0);
+        let elapsed = apply_with(&applier, &mut planner, netlink).as_secs_f64() * 1000.0;
+        if netlink {
+            endpoint_change.push(elapsed);
+        } else {
+            endpoint_change_nft.push(elapsed);
+        }
     }
     let target = SocketAddr::from((service_ip(services / 2), 80));
     let mut latencies = connect_latencies(&netns, target, 300);
@@ -277,6 +308,9 @@ fn run_mode(mode: ProxyMode, services: usize, repeats: usize) -> ModeResult {
         program_all_ms: program_all.as_secs_f64() * 1000.0,
         add_one_ms: median(&mut add_one),
         endpoint_change_ms: median(&mut endpoint_change),
+        add_one_nft_cli_ms: (!add_one_nft.is_empty()).then(|| median(&mut add_one_nft)),
+        endpoint_change_nft_cli_ms: (!endpoint_change_nft.is_empty())
+            .then(|| median(&mut endpoint_change_nft)),
         planner_memory_kib,
         process_rss_kib,
         latency_ms_median: median(&mut latencies),
@@ -341,6 +375,17 @@ fn main() {
             r.planner_memory_kib
         );
     }
+    for r in &results {
+        if let (Some(add), Some(change)) = (r.add_one_nft_cli_ms, r.endpoint_change_nft_cli_ms) {
+            println!(
+                "{} {}: same changes through nft -f: add one {add:.1}ms ({:.1}x the netlink path), endpoint change {change:.1}ms ({:.1}x)",
+                r.mode,
+                r.services,
+                add / r.add_one_ms,
+                change / r.endpoint_change_ms
+            );
+        }
+    }
     let find = |mode: &str, size: usize| {
         results
             .iter()
@@ -390,6 +435,8 @@ fn main() {
             "program_all_ms": r.program_all_ms,
             "add_one_service_ms": r.add_one_ms,
             "endpoint_change_ms": r.endpoint_change_ms,
+            "add_one_service_nft_cli_ms": r.add_one_nft_cli_ms,
+            "endpoint_change_nft_cli_ms": r.endpoint_change_nft_cli_ms,
             "first_connection_latency_ms_p50": r.latency_ms_median,
             "first_connection_latency_ms_p99": r.latency_ms_p99,
             "planner_state_kib": r.planner_memory_kib,

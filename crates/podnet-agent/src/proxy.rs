@@ -352,6 +352,13 @@ impl ProxyApplier {
 
     /// Writes one batch, then deletes stale UDP conntrack entries.
     pub fn apply(&self, batch: &ProxyBatch) -> Result<(), AgentError> {
+        self.apply_with(batch, true)
+    }
+
+    /// [`ProxyApplier::apply`], with the netlink path for incremental
+    /// nftables batches turned off when `netlink` is false (every batch then
+    /// goes through `nft -f`; benchmarks compare the two).
+    pub fn apply_with(&self, batch: &ProxyBatch, netlink: bool) -> Result<(), AgentError> {
         if !batch.script.is_empty() {
             match self.mode {
                 ProxyMode::Nftables => {
@@ -360,7 +367,7 @@ impl ProxyApplier {
                     // chain of the namespace into its cache. Full batches
                     // (table declarations) and lines outside the translated
                     // subset use nft.
-                    let fast = if batch.full {
+                    let fast = if batch.full || !netlink {
                         None
                     } else {
                         match NftBatch::from_script(&batch.script) {
