@@ -473,3 +473,172 @@ fn iptables_applier_uses_kube_proxy_chains_and_removes_strays() {
     assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.6".into()));
     assert!(connect(&netns, "10.96.0.21:80").is_err());
 }
+
+/// `nft -j list ruleset ip` of the proxy's tables without handles and
+/// without the learned entries of affinity sets, keys, elements and objects
+/// sorted: equal when the kernel holds the same ruleset whatever order it
+/// was written in.
+fn normalized_proxy_ruleset(netns: &Netns) -> Vec<String> {
+    fn canonical(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::Object(map) => {
+                let affinity_set = map
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| n.starts_with("affinity-"));
+                let mut fields: Vec<(String, String)> = map
+                    .iter()
+                    .filter(|(key, _)| *key != "handle" && !(affinity_set && *key == "elem"))
+                    .map(|(key, inner)| {
+                        let mut text = canonical(inner);
+                        if key == "elem" {
+                            if let serde_json::Value::Array(items) = inner {
+                                let mut elements: Vec<String> =
+                                    items.iter().map(canonical).collect();
+                                elements.sort();
+                                text = format!("[{}]", elements.join(","));
+                            }
+                        }
+                        (key.clone(), text)
+                    })
+                    .collect();
+                fields.sort();
+                let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                format!("{{{}}}", body.join(","))
+            }
+            serde_json::Value::Array(items) => {
+                let body: Vec<String> = items.iter().map(canonical).collect();
+                format!("[{}]", body.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+    let json = nft_json(netns);
+    let mut items: Vec<String> = json["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(canonical)
+        .collect();
+    items.sort();
+    items
+}
+
+#[test]
+fn nftables_incremental_changes_leave_what_a_full_rewrite_writes() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let netns = Netns::new("nftinc");
+    serve(&netns, "10.244.1.5");
+    serve(&netns, "10.244.1.6");
+    let applier = prepared_applier(&netns, ProxyMode::Nftables);
+    let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
+    let web = service("web", "10.96.0.20", 80, Some(30080));
+    set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
+    assert!(apply(&applier, &mut planner));
+
+    // Changes of every kind, each written incrementally (the netlink path
+    // for all of them but the affinity sets, which go through nft).
+    let mut local = service("local", "10.96.0.22", 80, Some(30082));
+    local.external_traffic_local = true;
+    local.service_type = ServiceType::LoadBalancer;
+    local.load_balancer_ips = vec!["172.18.255.3".parse().unwrap()];
+    set(
+        &mut planner,
+        &local,
+        &[slice("local", &["10.244.1.5", "10.244.1.6"])],
+    );
+    assert!(!apply(&applier, &mut planner));
+    let empty = service("empty", "10.96.0.21", 80, Some(30081));
+    set(&mut planner, &empty, &[]);
+    assert!(!apply(&applier, &mut planner));
+    set(
+        &mut planner,
+        &web,
+        &[slice("web", &["10.244.1.5", "10.244.1.6"])],
+    );
+    assert!(!apply(&applier, &mut planner));
+    let mut sticky = service("sticky", "10.96.0.23", 80, None);
+    sticky.external_ips.clear();
+    sticky.affinity_timeout_seconds = Some(60);
+    set(&mut planner, &sticky, &[slice("sticky", &["10.244.1.6"])]);
+    assert!(!apply(&applier, &mut planner));
+    set(&mut planner, &empty, &[slice("empty", &["10.244.1.6"])]);
+    set(&mut planner, &web, &[slice("web", &["10.244.1.6"])]);
+    assert!(!apply(&applier, &mut planner));
+    planner.set_service("default", "local", None);
+    assert!(!apply(&applier, &mut planner));
+
+    assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.6".into()));
+    assert_eq!(connect(&netns, "10.96.0.21:80"), Ok("10.244.1.6".into()));
+    assert_eq!(connect(&netns, "172.18.0.2:30081"), Ok("10.244.1.6".into()));
+    assert_eq!(connect(&netns, "10.96.0.23:80"), Ok("10.244.1.6".into()));
+    assert!(connect(&netns, "10.96.0.22:80").is_err(), "local is gone");
+    let incremental = normalized_proxy_ruleset(&netns);
+
+    // A fresh planner with the same services writes everything at once.
+    let mut fresh = ProxyPlanner::new(ProxyMode::Nftables, context());
+    set(&mut fresh, &web, &[slice("web", &["10.244.1.6"])]);
+    set(&mut fresh, &empty, &[slice("empty", &["10.244.1.6"])]);
+    set(&mut fresh, &sticky, &[slice("sticky", &["10.244.1.6"])]);
+    assert!(apply(&applier, &mut fresh));
+    let full = normalized_proxy_ruleset(&netns);
+    assert_eq!(incremental, full);
+}
+
+#[test]
+fn nftables_full_batch_replaces_an_older_layout() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let netns = Netns::new("nftold");
+    serve(&netns, "10.244.1.5");
+    let applier = prepared_applier(&netns, ProxyMode::Nftables);
+    // The single-table layout of earlier versions, DNATing the ClusterIP
+    // elsewhere, and a shard table of a layout with more shards.
+    let old = "table ip podnet-proxy {
+	chain nat-output { type nat hook output priority -100; policy accept;
+		jump services
+	}
+	chain services {
+		ip daddr 10.96.0.20 tcp dport 80 goto service-OLD
+	}
+	chain service-OLD {
+		meta l4proto tcp dnat to 10.244.9.9:8080
+	}
+}
+table ip podnet-proxy-40 {
+	chain nat-output { type nat hook output priority -110; policy accept;
+		ip daddr 10.96.0.20 drop
+	}
+}
+";
+    let output = netns.inside(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(old.as_bytes())
+            .unwrap();
+        child.wait().unwrap()
+    });
+    assert!(output.success());
+    let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
+    let web = service("web", "10.96.0.20", 80, None);
+    set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
+    assert!(apply(&applier, &mut planner));
+    let tables = netns.run("nft", &["list", "tables"]);
+    assert!(!tables.contains("podnet-proxy-40"), "{tables}");
+    let json = nft_json(&netns);
+    assert!(!chain_names(&json).iter().any(|c| c == "service-OLD"));
+    assert_eq!(connect(&netns, "10.96.0.20:80"), Ok("10.244.1.5".into()));
+}
