@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
-use podnet_netplan::overlay::{MacAddress, OverlayBackend};
+use podnet_netplan::overlay::{MacAddress, OverlayBackend, TxChecksumOffload};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,11 @@ pub struct AgentArgs {
     pub images: PathBuf,
     #[arg(long, default_value_t = 1500)]
     pub underlay_mtu: u32,
+    /// TX checksum offload (and with it TSO/GSO) on the VXLAN device: `auto`
+    /// is off on kernels older than 5.7, whose NAT of VXLAN packets broke
+    /// offloaded checksums, and on otherwise.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub vxlan_tx_checksum_offload: String,
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
 }
@@ -197,12 +202,23 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     write_cni_config(&layout.cni_conf_dir(), &conflist)?;
     tracing::info!(%pod_cidr, mtu, cni = args.cni, "CNI configuration written");
 
+    let kernel_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let vxlan_tx_checksum_offload = TxChecksumOffload::parse(&args.vxlan_tx_checksum_offload)
+        .unwrap_or(TxChecksumOffload::Auto)
+        .enabled_for_kernel(&kernel_release);
+    tracing::info!(
+        setting = args.vxlan_tx_checksum_offload,
+        kernel = kernel_release.trim(),
+        on = vxlan_tx_checksum_offload,
+        "VXLAN tx checksum offload"
+    );
     tokio::spawn(run_overlay(
         nodes.clone(),
         args.netns.clone(),
         args.node_name.clone(),
         backend,
         args.underlay_mtu,
+        vxlan_tx_checksum_offload,
     ));
 
     match args.node_ip.parse() {

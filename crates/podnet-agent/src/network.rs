@@ -113,6 +113,7 @@ pub async fn run_overlay(
     this_node: String,
     backend: OverlayBackend,
     underlay_mtu: u32,
+    vxlan_tx_checksum_offload: bool,
 ) -> Result<(), AgentError> {
     let (reader, writer) = reflector::store::<Node>();
     let stream = reflector(writer, watcher(nodes, watcher::Config::default()))
@@ -135,6 +136,7 @@ pub async fn run_overlay(
             this_node: this_node.clone(),
             backend,
             underlay_mtu,
+            vxlan_tx_checksum_offload,
             nodes: overlay_nodes,
         };
         if last_input.as_ref() == Some(&input) {

@@ -1,6 +1,7 @@
-//! The one ethtool setting pod networking needs: turning off transmit
-//! checksum offload on VXLAN devices, whose offloaded checksums are known to
-//! be dropped silently by some virtual NICs and by veth-in-namespace setups.
+//! The one ethtool setting pod networking needs: transmit checksum offload
+//! on the VXLAN device, off where NAT-ed VXLAN packets with offloaded
+//! checksums are known to be dropped (kernels before 5.7), on elsewhere
+//! because it carries TSO/GSO (see `podnet_netplan::overlay::TxChecksumOffload`).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -62,9 +63,11 @@ fn ethtool_value(interface: &str, command: u32, data: u32) -> io::Result<u32> {
     Ok(value.data)
 }
 
-/// Turns TX checksum offload off on `interface` in the calling thread's netns.
-pub(crate) fn disable_tx_checksum_offload(interface: &str) -> io::Result<()> {
-    ethtool_value(interface, ETHTOOL_SET_TX_CHECKSUM, 0).map(|_| ())
+/// Turns TX checksum offload on or off on `interface` in the calling
+/// thread's netns (the kernel then re-derives the features that depend on
+/// it, TSO and GSO among them).
+pub(crate) fn set_tx_checksum_offload(interface: &str, on: bool) -> io::Result<()> {
+    ethtool_value(interface, ETHTOOL_SET_TX_CHECKSUM, u32::from(on)).map(|_| ())
 }
 
 /// Reads whether TX checksum offload is on for `interface`.

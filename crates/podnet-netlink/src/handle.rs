@@ -150,6 +150,9 @@ pub struct VxlanSpec {
     pub mac: [u8; 6],
     /// Address on the device.
     pub address: Option<IpNet>,
+    /// TX checksum offload wanted on the device (off also turns off its
+    /// TSO/GSO, which depend on it).
+    pub tx_checksum_offload: bool,
 }
 
 /// A blocking netlink handle bound to one network namespace. The socket is
@@ -707,18 +710,26 @@ impl NetlinkHandle {
         if let Some(address) = spec.address {
             self.ensure_address(&spec.name, address)?;
         }
-        self.disable_tx_checksum_offload(&spec.name)?;
+        self.set_tx_checksum_offload(&spec.name, spec.tx_checksum_offload)?;
         self.set_link_up(&spec.name)?;
         self.require_link(&spec.name)
     }
 
-    /// Turns TX checksum offload off on a link.
-    pub fn disable_tx_checksum_offload(&self, name: &str) -> Result<()> {
-        self.run_in_namespace(|| ethtool::disable_tx_checksum_offload(name))?
+    /// Turns TX checksum offload on or off on a link (`ethtool -K NAME tx
+    /// on|off`); nothing is written when it already is that way.
+    pub fn set_tx_checksum_offload(&self, name: &str, on: bool) -> Result<()> {
+        if self.tx_checksum_offload_enabled(name)? == on {
+            return Ok(());
+        }
+        self.run_in_namespace(|| ethtool::set_tx_checksum_offload(name, on))?
             .map_err(|source| {
                 self.kernel_error(
                     format!("link {name}"),
-                    "turn tx checksum offload off",
+                    if on {
+                        "turn tx checksum offload on"
+                    } else {
+                        "turn tx checksum offload off"
+                    },
                     source,
                 )
             })

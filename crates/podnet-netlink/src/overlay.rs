@@ -76,6 +76,7 @@ fn apply_vxlan_device(
         mtu: device.mtu,
         mac: device.mac.0,
         address: Some(wanted_address),
+        tx_checksum_offload: device.tx_checksum_offload,
     })?;
     if before.as_ref().map(|link| (link.index, link.mtu, link.mac))
         != Some((link.index, link.mtu, link.mac))

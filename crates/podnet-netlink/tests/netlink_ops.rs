@@ -139,6 +139,7 @@ fn vxlan_neighbours_fdb_sysctl_and_move() {
         mtu: 1450,
         mac,
         address: Some("10.244.3.0/32".parse().unwrap()),
+        tx_checksum_offload: false,
     };
     let first = handle.ensure_vxlan(&spec).unwrap();
     let second = handle.ensure_vxlan(&spec).unwrap();
@@ -154,6 +155,26 @@ fn vxlan_neighbours_fdb_sysctl_and_move() {
     assert_eq!(info["learning"], false);
     assert_eq!(details[0]["mtu"], 1450);
     assert_eq!(details[0]["address"], "02:aa:00:00:00:01");
+    assert!(!handle.tx_checksum_offload_enabled("flannel.1").unwrap());
+    // Offload on and back off in place, on the same device.
+    let offloaded = handle
+        .ensure_vxlan(&VxlanSpec {
+            tx_checksum_offload: true,
+            ..spec.clone()
+        })
+        .unwrap();
+    assert_eq!(offloaded.index, first.index);
+    assert!(handle.tx_checksum_offload_enabled("flannel.1").unwrap());
+    let features = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.name, "ethtool", "-k", "flannel.1"])
+        .output()
+        .expect("run ethtool");
+    let features = String::from_utf8_lossy(&features.stdout);
+    assert!(
+        features.contains("tx-tcp-segmentation: on"),
+        "TSO follows the checksum offload: {features}"
+    );
+    handle.ensure_vxlan(&spec).unwrap();
     assert!(!handle.tx_checksum_offload_enabled("flannel.1").unwrap());
 
     // A changed VNI recreates the device.

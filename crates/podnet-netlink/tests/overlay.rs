@@ -102,6 +102,7 @@ fn apply_all(
                 this_node: node.overlay.name.clone(),
                 backend,
                 underlay_mtu: UNDERLAY_MTU,
+                vxlan_tx_checksum_offload: true,
                 nodes: all.clone(),
             });
             let handle = NetlinkHandle::open_in(&node.netns.path()).unwrap();
@@ -135,6 +136,10 @@ fn pods_ping_across_nodes_over_vxlan_then_host_gw() {
     assert!(reports.iter().all(|report| !report.is_unchanged()));
     let vxlan = nodes[0].netns.ip_json(&["-d", "link", "show", "flannel.1"]);
     assert_eq!(vxlan[0]["mtu"], UNDERLAY_MTU - 50);
+    let node0_handle = NetlinkHandle::open_in(&nodes[0].netns.path()).unwrap();
+    assert!(node0_handle
+        .tx_checksum_offload_enabled("flannel.1")
+        .unwrap());
     let routes = nodes[0].netns.ip_json(&["route", "show", "10.244.1.0/24"]);
     assert_eq!(routes[0]["gateway"], "10.244.1.0");
     assert_eq!(routes[0]["dev"], "flannel.1");

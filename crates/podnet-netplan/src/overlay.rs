@@ -28,6 +28,67 @@ pub const FLANNEL_BACKEND_DATA_ANNOTATION: &str = "flannel.alpha.coreos.com/back
 /// podnet's own node annotation carrying the VTEP MAC as plain text.
 pub const PODNET_VTEP_MAC_ANNOTATION: &str = "podnet.io/vtep-mac";
 
+/// First kernel (major, minor) whose NAT of UDP-tunnel packets keeps an
+/// offloaded checksum right: the fix shipped in Linux 5.7 (Calico turns the
+/// offload back on from there, projectcalico/calico#8746).
+pub const VXLAN_TX_CHECKSUM_OFFLOAD_SAFE_FROM: (u32, u32) = (5, 7);
+
+/// `--vxlan-tx-checksum-offload`: whether the VXLAN device may leave the
+/// inner packets' checksums (and with them TCP segmentation) to offload.
+///
+/// flannel turns it off on every kernel: before 5.7, when an outer VXLAN
+/// packet got NAT-ed (kube-proxy's masquerade mark survives encapsulation),
+/// the kernel rewrote the outer UDP header without fixing the offloaded
+/// checksum and receivers dropped the packets. Off also means the device has
+/// no TSO/GSO, so every pod packet is segmented and checksummed in software
+/// before encapsulation: an order of magnitude less throughput.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxChecksumOffload {
+    /// Off on kernels older than 5.7, on otherwise (the default).
+    Auto,
+    /// Always on.
+    On,
+    /// Always off (flannel's behaviour).
+    Off,
+}
+
+impl TxChecksumOffload {
+    /// Parses `auto`, `on` or `off`.
+    pub fn parse(text: &str) -> Option<TxChecksumOffload> {
+        match text {
+            "auto" => Some(TxChecksumOffload::Auto),
+            "on" => Some(TxChecksumOffload::On),
+            "off" => Some(TxChecksumOffload::Off),
+            _ => None,
+        }
+    }
+
+    /// Whether the offload is on for a kernel release string (`uname -r`,
+    /// e.g. `6.8.0-45-generic`). `auto` with a release it cannot read keeps
+    /// the offload off, the choice that is safe on every kernel.
+    pub fn enabled_for_kernel(self, kernel_release: &str) -> bool {
+        match self {
+            TxChecksumOffload::On => true,
+            TxChecksumOffload::Off => false,
+            TxChecksumOffload::Auto => kernel_version(kernel_release)
+                .is_some_and(|version| version >= VXLAN_TX_CHECKSUM_OFFLOAD_SAFE_FROM),
+        }
+    }
+}
+
+/// (major, minor) of a kernel release string, `None` if it does not start
+/// with `<major>.<minor>`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    Some((major, minor.parse().ok()?))
+}
+
 /// How pod traffic between nodes is carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverlayBackend {
@@ -123,6 +184,9 @@ pub struct OverlayInput {
     pub backend: OverlayBackend,
     /// MTU of the underlay interface (the VXLAN device gets 50 less).
     pub underlay_mtu: u32,
+    /// TX checksum offload on the VXLAN device (resolved from
+    /// [`TxChecksumOffload`] for the running kernel).
+    pub vxlan_tx_checksum_offload: bool,
     /// Every node of the cluster, this one included.
     pub nodes: Vec<OverlayNode>,
 }
@@ -144,6 +208,8 @@ pub struct VxlanDeviceSpec {
     pub address: Ipv4Net,
     /// The device's fixed MAC, the one other nodes put in their FDB.
     pub mac: MacAddress,
+    /// TX checksum offload (and so TSO/GSO of pod packets) on the device.
+    pub tx_checksum_offload: bool,
 }
 
 /// A permanent ARP entry: the remote VTEP's inner address → its MAC.
@@ -228,6 +294,7 @@ pub fn plan_overlay(input: &OverlayInput) -> OverlayPlan {
                 mac: node
                     .vtep_mac
                     .unwrap_or_else(|| MacAddress::derived_from(&node.name)),
+                tx_checksum_offload: input.vxlan_tx_checksum_offload,
             }),
             _ => None,
         },
@@ -321,6 +388,16 @@ impl fmt::Display for OverlayPlan {
                 "link {} type vxlan id {} local {} dstport {} nolearning mtu {} address {}",
                 device.name, device.vni, device.local_ip, device.port, device.mtu, device.mac
             )?;
+            writeln!(
+                formatter,
+                "ethtool -K {} tx {}",
+                device.name,
+                if device.tx_checksum_offload {
+                    "on"
+                } else {
+                    "off"
+                }
+            )?;
             writeln!(formatter, "addr {} dev {}", device.address, device.name)?;
         }
         for neighbour in &self.neighbours {
@@ -406,10 +483,12 @@ mod tests {
                 this_node: "node-0".to_string(),
                 backend: OverlayBackend::Vxlan,
                 underlay_mtu: 1500,
+                vxlan_tx_checksum_offload: true,
                 nodes: three_nodes(),
             },
             expect![[r#"
                 link flannel.1 type vxlan id 1 local 172.18.0.1 dstport 8472 nolearning mtu 1450 address 02:00:00:00:00:01
+                ethtool -K flannel.1 tx on
                 addr 10.244.0.0/32 dev flannel.1
                 neigh 10.244.1.0 lladdr 02:00:00:00:00:02 dev flannel.1 nud permanent
                 neigh 10.244.2.0 lladdr 02:00:00:00:00:03 dev flannel.1 nud permanent
@@ -428,6 +507,7 @@ mod tests {
                 this_node: "node-1".to_string(),
                 backend: OverlayBackend::HostGw,
                 underlay_mtu: 9000,
+                vxlan_tx_checksum_offload: true,
                 nodes: three_nodes(),
             },
             expect![[r#"
@@ -453,10 +533,12 @@ mod tests {
                 this_node: "node-0".to_string(),
                 backend: OverlayBackend::Vxlan,
                 underlay_mtu: 9000,
+                vxlan_tx_checksum_offload: false,
                 nodes,
             },
             expect![[r#"
                 link flannel.1 type vxlan id 1 local 172.18.0.1 dstport 8472 nolearning mtu 8950 address e6:96:eb:c2:20:78
+                ethtool -K flannel.1 tx off
                 addr 10.244.0.0/32 dev flannel.1
                 neigh 10.244.1.0 lladdr 02:00:00:00:00:02 dev flannel.1 nud permanent
                 neigh 10.244.2.0 lladdr 02:00:00:00:00:03 dev flannel.1 nud permanent
@@ -479,12 +561,40 @@ mod tests {
                 this_node: "node-0".to_string(),
                 backend: OverlayBackend::Vxlan,
                 underlay_mtu: 1500,
+                vxlan_tx_checksum_offload: true,
                 nodes,
             },
             expect![[r#"
                 skipped node-0: this node has no podCIDR or InternalIP yet: no vxlan device
             "#]],
         );
+    }
+
+    #[test]
+    fn tx_checksum_offload_auto_is_on_from_linux_5_7() {
+        let auto = TxChecksumOffload::parse("auto").unwrap();
+        for (release, expected) in [
+            ("6.18.44-fc-v782", true),
+            ("5.7.0", true),
+            ("5.10.0-28-amd64", true),
+            ("5.6.19", false),
+            ("4.19.0-26-cloud-amd64", false),
+            ("3.10.0-1160.el7.x86_64", false),
+            ("10.1", true),
+            ("garbage", false),
+            ("", false),
+        ] {
+            assert_eq!(auto.enabled_for_kernel(release), expected, "{release}");
+        }
+        assert!(TxChecksumOffload::parse("on")
+            .unwrap()
+            .enabled_for_kernel("4.19.0"));
+        assert!(!TxChecksumOffload::parse("off")
+            .unwrap()
+            .enabled_for_kernel("6.8.0"));
+        assert_eq!(TxChecksumOffload::parse("yes"), None);
+        assert_eq!(kernel_version("5.15.0-105-generic"), Some((5, 15)));
+        assert_eq!(kernel_version("6.1+"), Some((6, 1)));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct UpOptions {
     pub backend: String,
     pub proxy_mode: String,
     pub cni: String,
+    /// `auto`, `on` or `off`, passed to every agent.
+    pub vxlan_tx_checksum_offload: String,
     pub wait: Duration,
     pub merge_kubeconfig: bool,
     pub dns_upstreams: Vec<String>,
@@ -315,6 +317,8 @@ fn up_inner(options: &UpOptions, paths: &ClusterPaths) -> Result<()> {
             options.proxy_mode.clone(),
             "--cni".to_string(),
             options.cni.clone(),
+            "--vxlan-tx-checksum-offload".to_string(),
+            options.vxlan_tx_checksum_offload.clone(),
         ];
         // Kept so `podnet node restart-agent` starts it again the same way.
         fs::write(

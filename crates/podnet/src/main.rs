@@ -48,6 +48,10 @@ enum Command {
         /// CNI plugins the agents invoke: podnet's own, or the reference bridge + host-local.
         #[arg(long, default_value = "podnet", value_parser = ["podnet", "reference"])]
         cni: String,
+        /// TX checksum offload (and with it TSO/GSO) on the nodes' VXLAN
+        /// devices: auto = off on kernels older than 5.7, on otherwise.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+        vxlan_tx_checksum_offload: String,
         /// How long to wait for the nodes to become Ready.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         wait: Duration,
@@ -177,6 +181,7 @@ fn main() -> Result<()> {
             backend,
             proxy_mode,
             cni,
+            vxlan_tx_checksum_offload,
             wait,
             no_kubeconfig,
             dns_upstreams,
@@ -187,6 +192,7 @@ fn main() -> Result<()> {
             backend,
             proxy_mode,
             cni,
+            vxlan_tx_checksum_offload,
             wait,
             merge_kubeconfig: !no_kubeconfig,
             dns_upstreams,
