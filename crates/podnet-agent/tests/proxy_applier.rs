@@ -539,8 +539,7 @@ fn nftables_incremental_changes_leave_what_a_full_rewrite_writes() {
     set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
     assert!(apply(&applier, &mut planner));
 
-    // Changes of every kind, each written incrementally (the netlink path
-    // for all of them but the affinity sets, which go through nft).
+    // Changes of every kind, each written incrementally (the netlink path).
     let mut local = service("local", "10.96.0.22", 80, Some(30082));
     local.external_traffic_local = true;
     local.service_type = ServiceType::LoadBalancer;

@@ -9,6 +9,8 @@
 //! ruleset` shows the same text), and [`NftBatch::apply`] sends them:
 //!
 //! - `add chain ip T C`, `flush chain ip T C`, `delete chain ip T C`
+//! - `add set ip T S { type ipv4_addr; flags dynamic,timeout; timeout Ns; }`
+//!   (session affinity sets), `delete set ip T S`
 //! - `add element ip T M { … }`, `delete element ip T M { … }` with keys
 //!   `ADDR`, `ADDR . PROTO . PORT` or `PROTO . PORT` and verdicts `goto C`,
 //!   `jump C`, `drop`, `accept`, `return`
@@ -40,6 +42,8 @@ const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_DELSET: u16 = 11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 
@@ -442,7 +446,9 @@ fn element_list(
     attributes
 }
 
-fn translate_line(line: &str) -> Option<Message> {
+/// One script line as a message; `sequence` (unique in the batch) also
+/// serves as the id the kernel wants for a new set.
+fn translate_line(line: &str, sequence: u32) -> Option<Message> {
     if let Some(rest) = line.strip_prefix("add chain ") {
         let (table, chain, tail) = table_and_name(rest)?;
         return tail.is_empty().then(|| Message {
@@ -503,6 +509,48 @@ fn translate_line(line: &str) -> Option<Message> {
             description: line.to_string(),
         });
     }
+    if let Some(rest) = line.strip_prefix("add set ") {
+        let (table, set, declaration) = table_and_name(rest)?;
+        let seconds: u64 = declaration
+            .strip_prefix("{ type ipv4_addr; flags dynamic,timeout; timeout ")?
+            .strip_suffix("s; }")?
+            .parse()
+            .ok()?;
+        let mut attributes = Vec::new();
+        put_string(&mut attributes, 1, table);
+        put_string(&mut attributes, 2, set);
+        // NFT_SET_TIMEOUT | NFT_SET_EVAL
+        put_be32(&mut attributes, 3, 0x30);
+        // key: ipv4_addr (nft's type 7), 4 bytes
+        put_be32(&mut attributes, 4, 7);
+        put_be32(&mut attributes, 5, 4);
+        put_be32(&mut attributes, 10, sequence);
+        put_attribute(
+            &mut attributes,
+            11,
+            &(seconds.checked_mul(1000)?).to_be_bytes(),
+        );
+        // nft's user data: key byte order big endian.
+        put_attribute(&mut attributes, 13, &[0, 4, 2, 0, 0, 0]);
+        return Some(Message {
+            kind: NFT_MSG_NEWSET,
+            flags: NLM_F_CREATE,
+            attributes,
+            description: line.to_string(),
+        });
+    }
+    if let Some(rest) = line.strip_prefix("delete set ") {
+        let (table, set, tail) = table_and_name(rest)?;
+        let mut attributes = Vec::new();
+        put_string(&mut attributes, 1, table);
+        put_string(&mut attributes, 2, set);
+        return tail.is_empty().then(|| Message {
+            kind: NFT_MSG_DELSET,
+            flags: 0,
+            attributes,
+            description: line.to_string(),
+        });
+    }
     if let Some(rest) = line.strip_prefix("add element ") {
         let (table, set, elements) = table_and_name(rest)?;
         let parsed = parse_elements(elements)?;
@@ -552,7 +600,8 @@ impl NftBatch {
     pub fn from_script(script: &str) -> Result<NftBatch, String> {
         let mut messages = Vec::new();
         for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            messages.push(translate_line(line).ok_or_else(|| line.to_string())?);
+            let sequence = messages.len() as u32 + 1;
+            messages.push(translate_line(line, sequence).ok_or_else(|| line.to_string())?);
         }
         Ok(NftBatch { messages })
     }
@@ -752,6 +801,7 @@ delete chain ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080
     fn lines_outside_the_subset_are_refused() {
         for line in [
             "add set ip podnet-proxy-03 affinity-Z { type ipv4_addr; }",
+            "add set ip podnet-proxy-03 affinity-Z { type ipv4_addr; flags dynamic,timeout; timeout 1m; }",
             "add rule ip podnet-proxy-03 c counter",
             "add rule ip podnet-proxy-03 c ip saddr != @set goto x",
             "add rule ip podnet-proxy-03 c goto x y",

@@ -66,11 +66,13 @@ table ip podnet-proxy-03 {
 }
 "#;
 
-const CHANGE: &str = r#"add chain ip podnet-proxy-03 service-X-default/web/tcp/http
+const CHANGE: &str = r#"add set ip podnet-proxy-03 affinity-W { type ipv4_addr; flags dynamic,timeout; timeout 10800s; }
+add chain ip podnet-proxy-03 service-X-default/web/tcp/http
 add chain ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080
 add chain ip podnet-proxy-03 external-X-default/web/tcp/http
 add rule ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080 ip saddr 10.244.1.5 jump mark-for-masquerade
 add rule ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080 update @affinity-Z { ip saddr }
+add rule ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080 update @affinity-W { ip saddr }
 add rule ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080 meta l4proto tcp dnat to 10.244.1.5:8080
 add rule ip podnet-proxy-03 service-X-default/web/tcp/http ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
 add rule ip podnet-proxy-03 service-X-default/web/tcp/http ip saddr @affinity-Z goto endpoint-Y-default/web/tcp/http__10.244.1.5/8080
@@ -86,6 +88,8 @@ add element ip podnet-proxy no-endpoint-nodeports { udp . 30053 : drop, tcp . 30
 "#;
 
 const SECOND_CHANGE: &str = r#"flush chain ip podnet-proxy-03 service-X-default/web/tcp/http
+flush chain ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080
+delete set ip podnet-proxy-03 affinity-W
 flush chain ip podnet-proxy-03 external-X-default/web/tcp/http
 delete element ip podnet-proxy cluster-ips { 10.96.0.21 }
 delete element ip podnet-proxy-03 service-ips { 10.96.0.21 . udp . 53 }
@@ -112,6 +116,7 @@ fn netlink_batches_list_exactly_as_nft_writes_them() {
         .expect("apply the batch");
     let expected = ruleset(&by_nft);
     assert!(expected.contains("dnat to 10.244.1.5:8080"), "{expected}");
+    assert!(expected.contains("timeout 3h"), "{expected}");
     assert_eq!(ruleset(&by_netlink), expected);
 
     nft(&by_nft, SECOND_CHANGE);
@@ -121,6 +126,7 @@ fn netlink_batches_list_exactly_as_nft_writes_them() {
         .expect("apply the second batch");
     let expected = ruleset(&by_nft);
     assert!(!expected.contains("external-X"), "{expected}");
+    assert!(!expected.contains("affinity-W"), "{expected}");
     assert_eq!(ruleset(&by_netlink), expected);
 }
 
