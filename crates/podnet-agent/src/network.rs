@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 use podnet_netplan::overlay::{
-    plan_overlay, vtep_mac_from_annotations, OverlayBackend, OverlayInput, OverlayNode,
+    plan_overlay, vtep_mac_from_annotations, vxlan_notrack_script, OverlayBackend, OverlayInput,
+    OverlayNode,
 };
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -121,6 +122,7 @@ pub async fn run_overlay(
         .touched_objects();
     futures::pin_mut!(stream);
     let mut last_input: Option<OverlayInput> = None;
+    let mut last_notrack_script: Option<String> = None;
     while let Some(event) = stream.next().await {
         if let Err(error) = event {
             tracing::warn!("watching nodes for the overlay: {error}");
@@ -143,10 +145,19 @@ pub async fn run_overlay(
             continue;
         }
         let plan = plan_overlay(&input);
+        let notrack_script = vxlan_notrack_script(&plan);
+        let notrack_changed = last_notrack_script.as_ref() != Some(&notrack_script);
         let netns = netns.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let handle = podnet_netlink::NetlinkHandle::open_in(&netns)?;
-            podnet_netlink::overlay::apply_overlay_plan(&handle, &plan)
+        let script = notrack_script.clone();
+        let applied = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let handle =
+                podnet_netlink::NetlinkHandle::open_in(&netns).map_err(|e| e.to_string())?;
+            let report = podnet_netlink::overlay::apply_overlay_plan(&handle, &plan)
+                .map_err(|e| e.to_string())?;
+            if notrack_changed {
+                apply_nft_script(&netns, &script)?;
+            }
+            Ok(report)
         })
         .await
         .map_err(|e| AgentError::Internal(format!("overlay worker: {e}")))?;
@@ -158,12 +169,31 @@ pub async fn run_overlay(
                 for line in &report.removed {
                     tracing::info!("overlay: removed {line}");
                 }
+                if notrack_changed {
+                    tracing::info!("overlay: nftables table ip podnet-overlay written");
+                }
                 last_input = Some(input);
+                last_notrack_script = Some(notrack_script);
             }
             Err(error) => tracing::warn!("applying the overlay plan: {error}"),
         }
     }
     Ok(())
+}
+
+/// `nft -f -` with `script` inside the node's namespace.
+fn apply_nft_script(netns: &Path, script: &str) -> Result<(), String> {
+    let output = crate::proxy::run_in_netns(netns, "nft", &["-f", "-"], Some(script))
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft -f - (table ip podnet-overlay) in {} failed: {}",
+            netns.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -274,6 +274,47 @@ pub struct OverlayPlan {
     pub skipped_nodes: Vec<SkippedNode>,
 }
 
+/// nftables table (family `ip`) of the overlay: keeps this node's own VXLAN
+/// packets out of connection tracking.
+pub const VXLAN_NOTRACK_TABLE: &str = "podnet-overlay";
+
+/// The `nft -f` script for [`VXLAN_NOTRACK_TABLE`]: with a VXLAN device, the
+/// outer packets of the tunnel (UDP to port 8472 from this node's tunnel
+/// address, or to it) are marked `notrack` before conntrack sees them;
+/// without one the table is removed. Replaces the table whole, so applying
+/// it converges from any state.
+///
+/// Why: every pod packet between nodes crosses the netfilter hooks twice,
+/// inner and outer. The inner one must be tracked (NetworkPolicy's
+/// `ct state`, Service NAT), the outer one never needs to be: tracking it
+/// costs a conntrack lookup per packet on both nodes and, worse, lets NAT
+/// rules see it (the service proxy's masquerade mark survives encapsulation,
+/// the old cause of broken offloaded checksums on NAT-ed VXLAN packets).
+/// Matching the tunnel address keeps pod traffic that happens to use UDP
+/// 8472 (to a Service, to another pod) tracked.
+pub fn vxlan_notrack_script(plan: &OverlayPlan) -> String {
+    let mut script =
+        format!("table ip {VXLAN_NOTRACK_TABLE} {{}}\ndelete table ip {VXLAN_NOTRACK_TABLE}\n");
+    if let Some(device) = &plan.vxlan_device {
+        let address = device.local_ip;
+        let port = device.port;
+        script.push_str(&format!(
+            "table ip {VXLAN_NOTRACK_TABLE} {{\n\
+             \tcomment \"VXLAN packets of this node skip conntrack\"\n\
+             \tchain prerouting {{\n\
+             \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tip daddr {address} udp dport {port} notrack\n\
+             \t}}\n\
+             \tchain output {{\n\
+             \t\ttype filter hook output priority raw; policy accept;\n\
+             \t\tip saddr {address} udp dport {port} notrack\n\
+             \t}}\n\
+             }}\n"
+        ));
+    }
+    script
+}
+
 /// Computes the overlay plan of `input.this_node`. This node itself must have
 /// a podCIDR and an InternalIP for a VXLAN device to be planned; remote nodes
 /// missing data are reported in `skipped_nodes` rather than failing the whole
@@ -568,6 +609,39 @@ mod tests {
                 skipped node-0: this node has no podCIDR or InternalIP yet: no vxlan device
             "#]],
         );
+    }
+
+    #[test]
+    fn vxlan_notrack_script_matches_the_tunnel_address_or_removes_the_table() {
+        let mut input = OverlayInput {
+            this_node: "node-0".to_string(),
+            backend: OverlayBackend::Vxlan,
+            underlay_mtu: 1500,
+            vxlan_tx_checksum_offload: true,
+            nodes: three_nodes(),
+        };
+        expect![[r#"
+            table ip podnet-overlay {}
+            delete table ip podnet-overlay
+            table ip podnet-overlay {
+            	comment "VXLAN packets of this node skip conntrack"
+            	chain prerouting {
+            		type filter hook prerouting priority raw; policy accept;
+            		ip daddr 172.18.0.1 udp dport 8472 notrack
+            	}
+            	chain output {
+            		type filter hook output priority raw; policy accept;
+            		ip saddr 172.18.0.1 udp dport 8472 notrack
+            	}
+            }
+        "#]]
+        .assert_eq(&vxlan_notrack_script(&plan_overlay(&input)));
+        input.backend = OverlayBackend::HostGw;
+        expect![[r#"
+            table ip podnet-overlay {}
+            delete table ip podnet-overlay
+        "#]]
+        .assert_eq(&vxlan_notrack_script(&plan_overlay(&input)));
     }
 
     #[test]

@@ -178,7 +178,21 @@ fn run(command: &[String]) -> Result<()> {
 pub fn apply_underlay(plan: &TopologyPlan) -> Result<()> {
     underlay_commands(plan)
         .iter()
-        .try_for_each(|command| run(command))
+        .try_for_each(|command| run(command))?;
+    // The underlay is a plain switch with no firewall: frames between nodes
+    // (every VXLAN packet) need not go through bridge netfilter, which would
+    // otherwise run the IPv4 hooks for each of them. Without br_netfilter in
+    // the kernel the keys do not exist and there is nothing to turn off.
+    if std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists() {
+        for key in [
+            "net/bridge/bridge-nf-call-iptables",
+            "net/bridge/bridge-nf-call-ip6tables",
+            "net/bridge/bridge-nf-call-arptables",
+        ] {
+            write_sysctl_in(&plan.underlay_netns, key, "0")?;
+        }
+    }
+    Ok(())
 }
 
 /// Create one node's namespace, plug it in and turn on forwarding.
