@@ -451,6 +451,8 @@ impl PodManager {
         };
         // Held from the first creation step to the end of this sync.
         let mut slot: StartSlot = None;
+        // Where a pod start's time goes (debug log `pod start phases`).
+        let mut phases = StartPhases::new();
         let sandbox = match self.ensure_sandbox(pod, &mut slot).await {
             Ok(sandbox) => sandbox,
             Err(error) => {
@@ -466,13 +468,16 @@ impl PodManager {
                 return Err(error);
             }
         };
+        phases.mark("sandbox");
         observation.sandbox_ready = true;
         observation.pod_ip = Some(sandbox.ip.clone());
         if let Some(netpol) = self.netpol.get() {
             netpol.admit_pod(pod, &sandbox.ip).await?;
         }
+        phases.mark("netpol");
         let (hosts, resolv, hostname) = self.write_pod_files(pod, &sandbox)?;
         let volume_mounts = crate::volumes::prepare_volumes(pod, &self.pod_dir(&uid))?;
+        phases.mark("files");
 
         // A few small state files of this pod's containers: read in place
         // rather than on a blocking-pool thread (every pod is resynced each
@@ -547,11 +552,18 @@ impl PodManager {
             .filter(|c| matches!(c.state, RuntimeState::Running { .. }))
             .map(|c| c.id.clone())
             .collect();
+        phases.mark("containers");
         // Creation is done; the status write does not need a slot.
+        let created = slot.is_some();
         drop(slot);
         self.prober.retain(&uid, &running);
         self.remove_old_attempts(pod, &ours).await;
-        self.report(pod, &observation, memory).await
+        let reported = self.report(pod, &observation, memory).await;
+        phases.mark("status");
+        if created {
+            tracing::debug!(pod = uid, phases = %phases, "pod start phases");
+        }
+        reported
     }
 
     /// Start, restart or leave one container, and say what it looks like.
@@ -944,6 +956,38 @@ impl PodManager {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(error) => Err(AgentError::api("update pod status")(error)),
         }
+    }
+}
+
+/// Milliseconds spent in each step of a sync, for the debug log.
+struct StartPhases {
+    last: std::time::Instant,
+    spent: Vec<(&'static str, f64)>,
+}
+
+impl StartPhases {
+    fn new() -> StartPhases {
+        StartPhases {
+            last: std::time::Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.spent
+            .push((phase, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for StartPhases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (phase, ms)) in self.spent.iter().enumerate() {
+            let separator = if index == 0 { "" } else { " " };
+            write!(f, "{separator}{phase}={ms:.1}ms")?;
+        }
+        Ok(())
     }
 }
 

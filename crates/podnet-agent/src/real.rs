@@ -67,6 +67,7 @@ pub struct NodeSandboxes {
 impl SandboxBackend for NodeSandboxes {
     fn create(&self, request: &SandboxRequest) -> Result<Sandbox, String> {
         let netns_path = self.netns_dir.join(&request.id);
+        let started = std::time::Instant::now();
         let result = (|| -> Result<Sandbox, String> {
             podnet_netlink::ensure_netns_directory(&self.netns_dir).map_err(|e| e.to_string())?;
             podnet_netlink::create_netns(&netns_path).map_err(|e| e.to_string())?;
@@ -82,6 +83,7 @@ impl SandboxBackend for NodeSandboxes {
                 ("K8S_POD_UID".to_string(), request.pod_uid.clone()),
                 ("K8S_POD_INFRA_CONTAINER_ID".to_string(), request.id.clone()),
             ];
+            let namespaces_done = started.elapsed();
             let result = self
                 .cni
                 .add(&request.id, &netns_path, "eth0", &args)
@@ -91,6 +93,12 @@ impl SandboxBackend for NodeSandboxes {
                         request.namespace, request.pod_name
                     )
                 })?;
+            tracing::debug!(
+                sandbox = request.id,
+                namespaces_ms = namespaces_done.as_secs_f64() * 1000.0,
+                cni_add_ms = (started.elapsed() - namespaces_done).as_secs_f64() * 1000.0,
+                "sandbox created"
+            );
             let ip = first_ipv4(&result).ok_or_else(|| {
                 format!(
                     "CNI ADD for pod {}/{} returned no IPv4 address",

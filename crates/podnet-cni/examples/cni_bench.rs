@@ -92,7 +92,8 @@ fn main() {
         PathBuf::from("/run/netns").join(format!("cnibench-{}-pod", std::process::id())),
     )
     .expect("create the pod namespace");
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(), Vec::new()];
+    // Per plugin: ADD+DEL, ADD alone, DEL alone.
+    let mut samples: Vec<[Vec<Duration>; 3]> = vec![Default::default(), Default::default()];
     // Warm-up: the first ADD creates the bridge.
     for (_, setup) in &setups {
         setup
@@ -112,15 +113,19 @@ fn main() {
                 .invoker
                 .add(&id, pod.path(), "eth0", &[])
                 .expect("ADD");
+            let added = started.elapsed();
             setup
                 .invoker
                 .del(&id, Some(pod.path()), "eth0", &[])
                 .expect("DEL");
-            samples[index].push(started.elapsed());
+            let total = started.elapsed();
+            samples[index][0].push(total);
+            samples[index][1].push(added);
+            samples[index][2].push(total - added);
         }
     }
-    let podnet = summary(samples[0].clone());
-    let reference = summary(samples[1].clone());
+    let podnet = summary(samples[0][0].clone());
+    let reference = summary(samples[1][0].clone());
     let ratio = podnet["mean_ms"].as_f64().unwrap() / reference["mean_ms"].as_f64().unwrap();
     println!(
         "{}",
@@ -129,6 +134,10 @@ fn main() {
             "add_del_podnet_cni": podnet,
             "add_del_reference": reference,
             "ratio_podnet_to_reference": (ratio * 1000.0).round() / 1000.0,
+            "add_podnet_cni": summary(samples[0][1].clone()),
+            "add_reference": summary(samples[1][1].clone()),
+            "del_podnet_cni": summary(samples[0][2].clone()),
+            "del_reference": summary(samples[1][2].clone()),
         })
     );
 }

@@ -346,6 +346,7 @@ impl Runtime {
     }
 
     fn prepare_and_start(&self, id: &str, spec: ContainerSpec) -> Result<()> {
+        let started = std::time::Instant::now();
         let container_dir = self.container_dir(id);
         let rootfs = rootfs_of(&container_dir);
         for dir in [
@@ -423,6 +424,7 @@ impl Runtime {
         let shim_log_copy = shim_log
             .try_clone()
             .map_err(io_error("duplicate", &shim_log_path))?;
+        let prepared = started.elapsed();
         let status = Command::new(&self.config.podnet_binary)
             .arg("shim")
             .arg(&container_dir)
@@ -438,6 +440,12 @@ impl Runtime {
                 ),
                 reason: error.to_string(),
             })?;
+        tracing::debug!(
+            container = id,
+            prepare_ms = prepared.as_secs_f64() * 1000.0,
+            shim_ms = (started.elapsed() - prepared).as_secs_f64() * 1000.0,
+            "container start"
+        );
         if !status.success() {
             let reason = fs::read_to_string(container_dir.join(state::START_ERROR_FILE))
                 .or_else(|_| fs::read_to_string(&shim_log_path))

@@ -26,7 +26,7 @@ pub struct ContainerRecord {
     pub stop_signal: String,
 }
 
-/// `started.json`: written by the shim once `runc start` succeeded.
+/// `started.json`: written by the shim once `runc run --detach` succeeded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartedRecord {
     /// Host pid of the container's init process.
