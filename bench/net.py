@@ -2,9 +2,13 @@
 """Pod-to-pod TCP throughput (iperf3, 5 s each) on the same node and across
 nodes of a 2-node `podnet up` cluster, against a raw veth pair between two
 namespaces in the same run. iperf3 is the host's binary run inside the pods'
-network namespaces (nsenter), so only the network path differs. All traffic
-stays inside namespaces this script creates; everything is removed at the end."""
-import argparse, shutil, json, os, subprocess, sys, tempfile, time
+network namespaces (nsenter), so only the network path differs. The three
+paths are measured in turn, `--rounds` times (default 3): on a shared machine
+the load drifts, so each round's ratios compare paths measured seconds apart,
+and the reported figures are medians over the rounds (every round is kept in
+the JSON). All traffic stays inside namespaces this script creates;
+everything is removed at the end."""
+import argparse, shutil, json, os, statistics, subprocess, sys, tempfile, time
 
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
@@ -29,19 +33,25 @@ def iperf(server_prefix, client_prefix, address, seconds):
         server.kill()
         server.wait()
 
+VETH_NETNS = ("netbench-%d-a" % os.getpid(), "netbench-%d-b" % os.getpid())
+
+def veth_pair_up():
+    """Two namespaces joined by a raw veth pair (defaults: MTU 1500, no GRO)."""
+    a, b = VETH_NETNS
+    sh(["ip", "netns", "add", a]); sh(["ip", "netns", "add", b])
+    sh(["ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b])
+    sh(["ip", "-n", a, "addr", "add", "10.250.0.1/30", "dev", "va"])
+    sh(["ip", "-n", b, "addr", "add", "10.250.0.2/30", "dev", "vb"])
+    for ns, dev in [(a, "va"), (b, "vb")]:
+        sh(["ip", "-n", ns, "link", "set", dev, "up"]); sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+def veth_pair_down():
+    for ns in VETH_NETNS:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
 def veth_baseline(seconds):
-    a, b = "netbench-%d-a" % os.getpid(), "netbench-%d-b" % os.getpid()
-    try:
-        sh(["ip", "netns", "add", a]); sh(["ip", "netns", "add", b])
-        sh(["ip", "-n", a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b])
-        sh(["ip", "-n", a, "addr", "add", "10.250.0.1/30", "dev", "va"])
-        sh(["ip", "-n", b, "addr", "add", "10.250.0.2/30", "dev", "vb"])
-        for ns, dev in [(a, "va"), (b, "vb")]:
-            sh(["ip", "-n", ns, "link", "set", dev, "up"]); sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-        return iperf(["ip", "netns", "exec", b], ["ip", "netns", "exec", a], "10.250.0.2", seconds)
-    finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+    a, b = VETH_NETNS
+    return iperf(["ip", "netns", "exec", b], ["ip", "netns", "exec", a], "10.250.0.2", seconds)
 
 def pod_netns(node_root, ip):
     netns_dir = os.path.join(node_root, "run/netns")
@@ -58,10 +68,11 @@ def main():
     parser.add_argument("--podnet", required=True)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--backend", default="vxlan")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    results = {"seconds": args.seconds, "backend": args.backend}
-    results["veth_pair_gbps"] = veth_baseline(args.seconds)
+    results = {"seconds": args.seconds, "backend": args.backend, "rounds": [],
+               "loadavg_at_start": open("/proc/loadavg").read().split()[:3]}
     root = tempfile.mkdtemp(prefix="podnet-netbench-")
     env = dict(os.environ, PODNET_ROOT=root)
     name = "netb%d" % (os.getpid() % 10000)
@@ -82,15 +93,25 @@ def main():
         same_ns = pod_netns(node_root(nodes[0]), ip("same"))
         other_ns = pod_netns(node_root(nodes[1]), ip("other"))
         server = ["nsenter", "--net=" + server_ns]
-        results["pod_same_node_gbps"] = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
-        results["pod_cross_node_gbps"] = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
+        veth_pair_up()
+        for _ in range(args.rounds):
+            veth = veth_baseline(args.seconds)
+            same = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
+            cross = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
+            results["rounds"].append({"veth_pair_gbps": veth, "pod_same_node_gbps": same,
+                                      "pod_cross_node_gbps": cross,
+                                      "same_node_vs_veth": round(same / veth, 3),
+                                      "cross_node_vs_veth": round(cross / veth, 3)})
+            print("round %d: veth %.2f  same node %.2f (%.3f)  cross node %.2f (%.3f) Gbit/s" % (
+                len(results["rounds"]), veth, same, same / veth, cross, cross / veth), file=sys.stderr)
     finally:
+        veth_pair_down()
         down = subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
         if down.returncode == 0 or not os.path.exists(os.path.join(root, name)):
             shutil.rmtree(root, ignore_errors=True)
-    base = results["veth_pair_gbps"]
-    results["same_node_vs_veth"] = round(results["pod_same_node_gbps"] / base, 3)
-    results["cross_node_vs_veth"] = round(results["pod_cross_node_gbps"] / base, 3)
+    # Medians over the rounds; the ratios are medians of each round's ratio.
+    for key in ["veth_pair_gbps", "pod_same_node_gbps", "pod_cross_node_gbps", "same_node_vs_veth", "cross_node_vs_veth"]:
+        results[key] = round(statistics.median(r[key] for r in results["rounds"]), 3)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print("%-28s %s" % ("metric", "value"))
