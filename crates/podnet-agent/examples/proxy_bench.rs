@@ -234,10 +234,7 @@ fn run_mode(mode: ProxyMode, services: usize, repeats: usize) -> ModeResult {
         ProxyMode::Iptables => "iptables",
     };
     let netns = Netns::new(&format!("{}{}", &name[..3], services));
-    let applier = ProxyApplier {
-        netns: netns.path.clone(),
-        mode,
-    };
+    let applier = ProxyApplier::new(netns.path.clone(), mode);
     applier
         .prepare_node(
             "172.18.0.2".parse().unwrap(),

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::Api;
-use podnet_netlink::nftables::NftBatch;
+use podnet_netlink::nftables::{NftBatch, NftSocket};
 use podnet_netplan::services::{
     iptables, nft, resolve_service, Protocol, ProxyBatch, ProxyContext, ProxyEndpointSlice,
     ProxyMode, ProxyPlanner, ProxyService, ServicePortSpec, ServiceType, SliceEndpoint, SlicePort,
@@ -242,9 +242,40 @@ fn checked(output: Output, what: &str) -> Result<String, AgentError> {
 pub struct ProxyApplier {
     pub netns: PathBuf,
     pub mode: ProxyMode,
+    /// nf_tables socket kept open between incremental batches (shared by
+    /// clones): the kernel flushes its deferred releases when one closes, so
+    /// a socket per batch costs an RCU grace period per change.
+    nf_socket: Arc<Mutex<Option<NftSocket>>>,
 }
 
 impl ProxyApplier {
+    pub fn new(netns: PathBuf, mode: ProxyMode) -> ProxyApplier {
+        ProxyApplier {
+            netns,
+            mode,
+            nf_socket: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Applies a translated batch on the kept socket, opening it when there
+    /// is none or the namespace file names another namespace now; a socket
+    /// that failed is dropped so the next batch opens a fresh one.
+    fn apply_netlink(&self, batch: &NftBatch) -> Result<(), AgentError> {
+        let mut guard = self.nf_socket.lock().expect("nf_tables socket lock");
+        if !guard.as_ref().is_some_and(|socket| socket.is_current()) {
+            *guard =
+                Some(NftSocket::open(&self.netns).map_err(|error| {
+                    AgentError::Network(format!("service proxy rules: {error}"))
+                })?);
+        }
+        let socket = guard.as_ref().expect("socket opened above");
+        let result = batch.apply_on(socket);
+        if let Err(podnet_netlink::NetlinkError::Socket { .. }) = &result {
+            *guard = None;
+        }
+        result.map_err(|error| AgentError::Network(format!("service proxy rules: {error}")))
+    }
+
     /// One-time node set-up for the proxy, idempotent: the sysctls it relies
     /// on (inside the node's namespace only) and, when the node has no route
     /// covering the service network, one through the node's interface so
@@ -379,9 +410,7 @@ impl ProxyApplier {
                         }
                     };
                     match fast {
-                        Some(translated) => translated.apply(&self.netns).map_err(|error| {
-                            AgentError::Network(format!("service proxy rules: {error}"))
-                        })?,
+                        Some(translated) => self.apply_netlink(&translated)?,
                         None => {
                             checked(
                                 run_in_netns(
@@ -588,10 +617,7 @@ enum Input {
 
 /// Runs the proxy until the process stops.
 pub async fn run_proxy(client: kube::Client, config: ProxyConfig) -> Result<(), AgentError> {
-    let applier = ProxyApplier {
-        netns: config.netns.clone(),
-        mode: config.mode,
-    };
+    let applier = ProxyApplier::new(config.netns.clone(), config.mode);
     {
         let applier = applier.clone();
         let (node_ip, service_cidr) = (config.node_ip, config.service_cidr);

@@ -251,10 +251,7 @@ fn map_elements(json: &serde_json::Value, map: &str) -> usize {
 /// An applier for the node namespace `netns`, with the node prepared
 /// (sysctls, service route) as the agent does at start.
 fn prepared_applier(netns: &Netns, mode: ProxyMode) -> ProxyApplier {
-    let applier = ProxyApplier {
-        netns: netns.path.clone(),
-        mode,
-    };
+    let applier = ProxyApplier::new(netns.path.clone(), mode);
     applier
         .prepare_node(
             "172.18.0.2".parse().unwrap(),

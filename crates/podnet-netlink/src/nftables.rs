@@ -662,13 +662,24 @@ impl NftBatch {
     }
 
     /// Applies the batch in the network namespace at `netns` as one
-    /// transaction: all of it or nothing.
+    /// transaction (all of it or nothing) on a socket opened for it. Closing
+    /// that socket waits for the kernel to release what the batch deleted
+    /// (an RCU grace period, often 5-15 ms); callers that write often keep an
+    /// [`NftSocket`] and use [`NftBatch::apply_on`].
     pub fn apply(&self, netns: &Path) -> Result<(), NetlinkError> {
         if self.messages.is_empty() {
             return Ok(());
         }
+        self.apply_on(&NftSocket::open(netns)?)
+    }
+
+    /// Applies the batch as one transaction on an open socket.
+    pub fn apply_on(&self, socket: &NftSocket) -> Result<(), NetlinkError> {
+        if self.messages.is_empty() {
+            return Ok(());
+        }
         let bytes = self.encode();
-        let netns_name = netns.display().to_string();
+        let netns_name = socket.netns.display().to_string();
         let socket_error = |source: io::Error| NetlinkError::Socket {
             netns: netns_name.clone(),
             source,
@@ -682,7 +693,7 @@ impl NftBatch {
                 ),
             )));
         }
-        let errors = in_netns(netns, || send_batch(&bytes))?.map_err(socket_error)?;
+        let errors = send_batch(&socket.socket, &bytes).map_err(socket_error)?;
         match errors.first() {
             None => Ok(()),
             Some((sequence, errno)) => {
@@ -702,14 +713,77 @@ impl NftBatch {
     }
 }
 
-/// Sends the batch on a new NETLINK_NETFILTER socket of the calling thread's
-/// namespace and returns the (sequence, errno) of every error reported. The
-/// kernel handles a batch inside `sendmsg`, so every answer is queued when
-/// it returns; as `nft` does, no acknowledgement is asked for success.
-fn send_batch(bytes: &[u8]) -> io::Result<Vec<(u32, i32)>> {
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
+/// A NETLINK_NETFILTER socket bound to one network namespace, kept open
+/// across batches: the kernel flushes its deferred releases whenever such a
+/// socket closes, so a socket per batch would make every change that deletes
+/// something wait for an RCU grace period.
+pub struct NftSocket {
+    socket: Socket,
+    netns: std::path::PathBuf,
+    /// (device, inode) of the namespace file when the socket was opened.
+    identity: (u64, u64),
+}
+
+impl std::fmt::Debug for NftSocket {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("NftSocket")
+            .field("netns", &self.netns)
+            .finish()
+    }
+}
+
+fn netns_identity(netns: &Path) -> Result<(u64, u64), NetlinkError> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(netns).map_err(|source| NetlinkError::Netns {
+        path: netns.to_path_buf(),
+        action: "inspect the netns file",
+        source,
+    })?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+impl NftSocket {
+    /// Opens a socket inside the namespace at `netns`.
+    pub fn open(netns: &Path) -> Result<NftSocket, NetlinkError> {
+        let identity = netns_identity(netns)?;
+        let socket = in_netns(netns, || -> io::Result<Socket> {
+            let mut socket = Socket::new(NETLINK_NETFILTER)?;
+            socket.bind_auto()?;
+            socket.connect(&SocketAddr::new(0, 0))?;
+            Ok(socket)
+        })?
+        .map_err(|source| NetlinkError::Socket {
+            netns: netns.display().to_string(),
+            source,
+        })?;
+        Ok(NftSocket {
+            socket,
+            netns: netns.to_path_buf(),
+            identity,
+        })
+    }
+
+    /// True while the namespace file still names the namespace the socket
+    /// lives in (a namespace deleted and made again at the same path is
+    /// another one).
+    pub fn is_current(&self) -> bool {
+        netns_identity(&self.netns).is_ok_and(|identity| identity == self.identity)
+    }
+
+    /// The namespace file the socket was opened for.
+    pub fn netns(&self) -> &Path {
+        &self.netns
+    }
+}
+
+/// Sends the batch and returns the (sequence, errno) of every error
+/// reported. The kernel handles a batch inside `sendmsg`, so every answer is
+/// queued when it returns; as `nft` does, no acknowledgement is asked for
+/// success. Answers left from an earlier batch are read and dropped first.
+fn send_batch(socket: &Socket, bytes: &[u8]) -> io::Result<Vec<(u32, i32)>> {
+    let mut buffer = vec![0u8; 1 << 16];
+    let _ = drain(socket, &mut buffer)?;
     let size = bytes.len().max(1 << 16) as libc::c_int;
     // SAFETY: plain setsockopt on a socket we own, with a correctly sized int.
     unsafe {
@@ -731,8 +805,12 @@ fn send_batch(bytes: &[u8]) -> io::Result<Vec<(u32, i32)>> {
             ),
         ));
     }
+    drain(socket, &mut buffer)
+}
+
+/// Reads every queued answer without waiting; returns the errors.
+fn drain(socket: &Socket, buffer: &mut [u8]) -> io::Result<Vec<(u32, i32)>> {
     let mut errors = Vec::new();
-    let mut buffer = vec![0u8; 1 << 16];
     loop {
         let received = {
             let mut slice: &mut [u8] = &mut buffer[..];
@@ -744,17 +822,16 @@ fn send_batch(bytes: &[u8]) -> io::Result<Vec<(u32, i32)>> {
         };
         let mut offset = 0;
         while offset + 16 <= received {
-            let length = u32::from_ne_bytes(buffer[offset..offset + 4].try_into().expect("4 bytes"))
-                as usize;
+            let word =
+                |at: usize| u32::from_ne_bytes(buffer[at..at + 4].try_into().expect("4 bytes"));
+            let length = word(offset) as usize;
             let kind = u16::from_ne_bytes(buffer[offset + 4..offset + 6].try_into().expect("2"));
-            let sequence =
-                u32::from_ne_bytes(buffer[offset + 8..offset + 12].try_into().expect("4 bytes"));
+            let sequence = word(offset + 8);
             if length < 16 || offset + length > received {
                 break;
             }
             if kind == NLMSG_ERROR && length >= 20 {
-                let code =
-                    i32::from_ne_bytes(buffer[offset + 16..offset + 20].try_into().expect("4"));
+                let code = word(offset + 16) as i32;
                 if code != 0 {
                     errors.push((sequence, -code));
                 }

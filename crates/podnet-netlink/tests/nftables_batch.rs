@@ -152,3 +152,36 @@ fn a_failing_batch_changes_nothing_and_names_the_line() {
     );
     assert_eq!(ruleset(&netns), before, "the transaction was aborted");
 }
+
+#[test]
+fn a_kept_socket_applies_batch_after_batch_and_notices_a_new_namespace() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let netns = TestNetns::new("nftkeep");
+    nft(&netns, SKELETON);
+    let socket = podnet_netlink::nftables::NftSocket::open(&netns.path()).unwrap();
+    assert!(socket.is_current());
+    NftBatch::from_script(CHANGE)
+        .unwrap()
+        .apply_on(&socket)
+        .unwrap();
+    NftBatch::from_script(SECOND_CHANGE)
+        .unwrap()
+        .apply_on(&socket)
+        .unwrap();
+    let listed = ruleset(&netns);
+    assert!(
+        listed.contains("service-X") && !listed.contains("external-X"),
+        "{listed}"
+    );
+
+    // The same path made into a new namespace is not the socket's any more.
+    let path = netns.path();
+    let name = netns.name.clone();
+    drop(netns);
+    let again = podnet_netlink::OwnedNetns::create(&path).unwrap();
+    assert!(!socket.is_current(), "{name} was made again");
+    drop(again);
+}
