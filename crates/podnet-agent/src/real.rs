@@ -64,47 +64,68 @@ pub struct NodeSandboxes {
     cni: podnet_cni::CniInvoker,
 }
 
+impl NodeSandboxes {
+    /// The pod's network namespace with `lo` up and the CNI ADD; returns
+    /// the pod's IPv4 address.
+    fn create_network(
+        &self,
+        request: &SandboxRequest,
+        netns_path: &std::path::Path,
+        started: std::time::Instant,
+    ) -> Result<std::net::Ipv4Addr, String> {
+        podnet_netlink::ensure_netns_directory(&self.netns_dir).map_err(|e| e.to_string())?;
+        podnet_netlink::create_netns(netns_path).map_err(|e| e.to_string())?;
+        let handle =
+            podnet_netlink::NetlinkHandle::open_in(netns_path).map_err(|e| e.to_string())?;
+        handle.set_link_up("lo").map_err(|e| e.to_string())?;
+        let args = vec![
+            ("K8S_POD_NAMESPACE".to_string(), request.namespace.clone()),
+            ("K8S_POD_NAME".to_string(), request.pod_name.clone()),
+            ("K8S_POD_UID".to_string(), request.pod_uid.clone()),
+            ("K8S_POD_INFRA_CONTAINER_ID".to_string(), request.id.clone()),
+        ];
+        let namespace_done = started.elapsed();
+        let result = self
+            .cni
+            .add(&request.id, netns_path, "eth0", &args)
+            .map_err(|e| {
+                format!(
+                    "CNI ADD for pod {}/{}: {e}",
+                    request.namespace, request.pod_name
+                )
+            })?;
+        tracing::debug!(
+            sandbox = request.id,
+            netns_ms = namespace_done.as_secs_f64() * 1000.0,
+            cni_add_ms = (started.elapsed() - namespace_done).as_secs_f64() * 1000.0,
+            "sandbox network created"
+        );
+        first_ipv4(&result).ok_or_else(|| {
+            format!(
+                "CNI ADD for pod {}/{} returned no IPv4 address",
+                request.namespace, request.pod_name
+            )
+        })
+    }
+}
+
 impl SandboxBackend for NodeSandboxes {
     fn create(&self, request: &SandboxRequest) -> Result<Sandbox, String> {
         let netns_path = self.netns_dir.join(&request.id);
         let started = std::time::Instant::now();
-        let result = (|| -> Result<Sandbox, String> {
-            podnet_netlink::ensure_netns_directory(&self.netns_dir).map_err(|e| e.to_string())?;
-            podnet_netlink::create_netns(&netns_path).map_err(|e| e.to_string())?;
-            let handle =
-                podnet_netlink::NetlinkHandle::open_in(&netns_path).map_err(|e| e.to_string())?;
-            handle.set_link_up("lo").map_err(|e| e.to_string())?;
-            let pinned =
+        let result = std::thread::scope(|scope| -> Result<Sandbox, String> {
+            // The pinned IPC and UTS namespaces do not depend on the network:
+            // made on another thread while the network namespace and the
+            // CNI ADD are under way.
+            let pinning = scope.spawn(|| {
                 podnet_runtime::create_pod_ipc_uts(&request.pod_dir.join("ns"), &request.hostname)
-                    .map_err(|e| e.to_string())?;
-            let args = vec![
-                ("K8S_POD_NAMESPACE".to_string(), request.namespace.clone()),
-                ("K8S_POD_NAME".to_string(), request.pod_name.clone()),
-                ("K8S_POD_UID".to_string(), request.pod_uid.clone()),
-                ("K8S_POD_INFRA_CONTAINER_ID".to_string(), request.id.clone()),
-            ];
-            let namespaces_done = started.elapsed();
-            let result = self
-                .cni
-                .add(&request.id, &netns_path, "eth0", &args)
-                .map_err(|e| {
-                    format!(
-                        "CNI ADD for pod {}/{}: {e}",
-                        request.namespace, request.pod_name
-                    )
-                })?;
-            tracing::debug!(
-                sandbox = request.id,
-                namespaces_ms = namespaces_done.as_secs_f64() * 1000.0,
-                cni_add_ms = (started.elapsed() - namespaces_done).as_secs_f64() * 1000.0,
-                "sandbox created"
-            );
-            let ip = first_ipv4(&result).ok_or_else(|| {
-                format!(
-                    "CNI ADD for pod {}/{} returned no IPv4 address",
-                    request.namespace, request.pod_name
-                )
-            })?;
+                    .map_err(|e| e.to_string())
+            });
+            let network = self.create_network(request, &netns_path, started);
+            let pinned = pinning
+                .join()
+                .map_err(|_| "pinning the pod's IPC and UTS namespaces panicked".to_string())??;
+            let ip = network?;
             Ok(Sandbox {
                 id: request.id.clone(),
                 netns_path: netns_path.clone(),
@@ -113,7 +134,7 @@ impl SandboxBackend for NodeSandboxes {
                 ip: ip.to_string(),
                 created: jiff::Timestamp::now().to_string(),
             })
-        })();
+        });
         if result.is_err() {
             // Leave nothing behind: no IP, no veth, no namespace.
             let _ = self.cni.del(&request.id, Some(&netns_path), "eth0", &[]);
