@@ -13,25 +13,61 @@ import argparse, shutil, json, os, statistics, subprocess, sys, tempfile, time
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
+def ksoftirqd_seconds():
+    """CPU time of every ksoftirqd thread so far (softirq work deferred to them)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if "(ksoftirqd/" in stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+def cpu_seconds(rusage):
+    return rusage.ru_utime + rusage.ru_stime
+
 def iperf(server_prefix, client_prefix, address, seconds):
+    """(Gbit/s, CPU ms per GB): the CPU is the client's, the server's and the
+    ksoftirqd threads' during the test. Softirq work done while iperf3 runs
+    is charged to it, so this is the path's cost per byte, which depends far
+    less on what else the machine runs than the throughput does."""
     server = subprocess.Popen(server_prefix + ["iperf3", "-s", "-1", "-B", address, "-p", "5201"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(50):
-            probe = subprocess.run(client_prefix + ["iperf3", "-c", address, "-p", "5201", "-t", str(seconds), "-J"],
-                                   capture_output=True, text=True)
+            softirq_before = ksoftirqd_seconds()
+            with tempfile.TemporaryFile(mode="w+") as errors:
+                probe = subprocess.Popen(client_prefix + ["iperf3", "-c", address, "-p", "5201", "-t", str(seconds),
+                                                          "-J"], stdout=subprocess.PIPE, stderr=errors, text=True)
+                out = probe.stdout.read()
+                # Reaped here rather than by Popen, for its resource usage.
+                _, _, client_usage = os.wait4(probe.pid, 0)
+                probe.returncode = 0
+                errors.seek(0)
+                err = errors.read()
             try:
-                report = json.loads(probe.stdout)
+                report = json.loads(out)
             except ValueError:
                 report = {"error": "no report"}
             if "error" not in report:
-                return round(report["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+                _, _, server_usage = os.wait4(server.pid, 0)
+                server.returncode = 0
+                gbps = report["end"]["sum_received"]["bits_per_second"] / 1e9
+                gigabytes = report["end"]["sum_received"]["bytes"] / 1e9
+                cpu = (ksoftirqd_seconds() - softirq_before + cpu_seconds(server_usage)
+                       + cpu_seconds(client_usage))
+                return round(gbps, 3), round(cpu * 1e3 / gigabytes, 1)
             # The server may not listen yet.
             time.sleep(0.1)
-        raise RuntimeError("iperf3 client failed: " + probe.stdout[-500:] + probe.stderr[-500:])
+        raise RuntimeError("iperf3 client failed: " + out[-500:] + err[-500:])
     finally:
-        server.kill()
-        server.wait()
+        if server.returncode is None:
+            server.kill()
+            server.wait()
 
 VETH_NETNS = ("netbench-%d-a" % os.getpid(), "netbench-%d-b" % os.getpid())
 
@@ -95,28 +131,38 @@ def main():
         server = ["nsenter", "--net=" + server_ns]
         veth_pair_up()
         for _ in range(args.rounds):
-            veth = veth_baseline(args.seconds)
-            same = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
-            cross = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
+            veth, veth_cost = veth_baseline(args.seconds)
+            same, same_cost = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
+            cross, cross_cost = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
             results["rounds"].append({"veth_pair_gbps": veth, "pod_same_node_gbps": same,
                                       "pod_cross_node_gbps": cross,
                                       "same_node_vs_veth": round(same / veth, 3),
-                                      "cross_node_vs_veth": round(cross / veth, 3)})
-            print("round %d: veth %.2f  same node %.2f (%.3f)  cross node %.2f (%.3f) Gbit/s" % (
-                len(results["rounds"]), veth, same, same / veth, cross, cross / veth), file=sys.stderr)
+                                      "cross_node_vs_veth": round(cross / veth, 3),
+                                      "veth_pair_cpu_ms_per_gb": veth_cost,
+                                      "pod_same_node_cpu_ms_per_gb": same_cost,
+                                      "pod_cross_node_cpu_ms_per_gb": cross_cost,
+                                      "same_node_cost_vs_veth": round(same_cost / veth_cost, 3),
+                                      "cross_node_cost_vs_veth": round(cross_cost / veth_cost, 3)})
+            print("round %d: veth %.2f  same node %.2f (%.3f)  cross node %.2f (%.3f) Gbit/s;"
+                  " CPU ms/GB veth %.0f same %.0f cross %.0f" % (
+                len(results["rounds"]), veth, same, same / veth, cross, cross / veth,
+                veth_cost, same_cost, cross_cost), file=sys.stderr)
     finally:
         veth_pair_down()
         down = subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
         if down.returncode == 0 or not os.path.exists(os.path.join(root, name)):
             shutil.rmtree(root, ignore_errors=True)
     # Medians over the rounds; the ratios are medians of each round's ratio.
-    for key in ["veth_pair_gbps", "pod_same_node_gbps", "pod_cross_node_gbps", "same_node_vs_veth", "cross_node_vs_veth"]:
+    keys = ["veth_pair_gbps", "pod_same_node_gbps", "pod_cross_node_gbps", "same_node_vs_veth", "cross_node_vs_veth",
+            "veth_pair_cpu_ms_per_gb", "pod_same_node_cpu_ms_per_gb", "pod_cross_node_cpu_ms_per_gb",
+            "same_node_cost_vs_veth", "cross_node_cost_vs_veth"]
+    for key in keys:
         results[key] = round(statistics.median(r[key] for r in results["rounds"]), 3)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
-    print("%-28s %s" % ("metric", "value"))
-    for key in ["veth_pair_gbps", "pod_same_node_gbps", "pod_cross_node_gbps", "same_node_vs_veth", "cross_node_vs_veth"]:
-        print("%-28s %s" % (key, results[key]))
+    print("%-32s %s" % ("metric (median of %d rounds)" % len(results["rounds"]), "value"))
+    for key in keys:
+        print("%-32s %s" % (key, results[key]))
     return 0
 
 if __name__ == "__main__":
