@@ -11,7 +11,7 @@
 
 use podnet_agent::proxy::ProxyApplier;
 use podnet_netplan::services::{
-    resolve_service, Protocol, ProxyContext, ProxyEndpointSlice, ProxyMode, ProxyPlanner,
+    nft, resolve_service, Protocol, ProxyContext, ProxyEndpointSlice, ProxyMode, ProxyPlanner,
     ProxyService, ServicePortSpec, ServiceType, SliceEndpoint, SlicePort,
 };
 use std::collections::BTreeMap;
@@ -210,7 +210,8 @@ fn connect_latencies(netns: &Netns, target: SocketAddr, count: usize) -> Vec<f64
 }
 
 struct ModeResult {
-    mode: &'static str,
+    /// `nftables`, `iptables`, or `nftables-Nshards` for another shard count.
+    mode: String,
     services: usize,
     program_all_ms: f64,
     add_one_ms: f64,
@@ -228,12 +229,13 @@ struct ModeResult {
     direct_ms_with_tables: f64,
 }
 
-fn run_mode(mode: ProxyMode, services: usize, repeats: usize) -> ModeResult {
+fn run_mode(mode: ProxyMode, shards: usize, services: usize, repeats: usize) -> ModeResult {
     let name = match mode {
-        ProxyMode::Nftables => "nftables",
-        ProxyMode::Iptables => "iptables",
+        ProxyMode::Nftables if shards == nft::SHARDS => "nftables".to_string(),
+        ProxyMode::Nftables => format!("nftables-{shards}shards"),
+        ProxyMode::Iptables => "iptables".to_string(),
     };
-    let netns = Netns::new(&format!("{}{}", &name[..3], services));
+    let netns = Netns::new(&format!("{}{}-{shards}", &name[..3], services));
     let applier = ProxyApplier::new(netns.path.clone(), mode);
     applier
         .prepare_node(
@@ -246,7 +248,10 @@ fn run_mode(mode: ProxyMode, services: usize, repeats: usize) -> ModeResult {
     // the listener before and after the tables exist.
     let direct = SocketAddr::from(([10, 244, 255, 1], 8080));
     let mut direct_before = connect_latencies(&netns, direct, 300);
-    let mut planner = ProxyPlanner::new(mode, context());
+    let mut planner = match mode {
+        ProxyMode::Nftables => ProxyPlanner::with_nft_shards(context(), shards),
+        ProxyMode::Iptables => ProxyPlanner::new(mode, context()),
+    };
     // The probe service points at a real local listener.
     let local = "10.244.255.1".parse().unwrap();
     for index in 0..services {
@@ -351,13 +356,26 @@ fn main() {
         })
         .collect();
     let repeats: usize = value("--repeats").and_then(|v| v.parse().ok()).unwrap_or(5);
+    // nftables shard counts to compare (the default layout first).
+    let shard_counts: Vec<usize> = value("--nft-shards")
+        .unwrap_or_else(|| nft::SHARDS.to_string())
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
     let out = value("--out");
 
     let mut results = Vec::new();
     for &size in &sizes {
         for &mode in &modes {
-            eprintln!("programming {size} services in {mode:?} mode ...");
-            results.push(run_mode(mode, size, repeats));
+            let counts: &[usize] = if mode == ProxyMode::Nftables {
+                &shard_counts
+            } else {
+                &[1]
+            };
+            for &shards in counts {
+                eprintln!("programming {size} services in {mode:?} mode ({shards} shards) ...");
+                results.push(run_mode(mode, shards, size, repeats));
+            }
         }
     }
     println!(

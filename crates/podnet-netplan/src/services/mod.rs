@@ -491,9 +491,22 @@ pub struct ProxyPlanner {
 impl ProxyPlanner {
     pub fn new(mode: ProxyMode, context: ProxyContext) -> ProxyPlanner {
         let dialect: Box<dyn Dialect + Send + Sync> = match mode {
-            ProxyMode::Nftables => Box::new(nft::Nftables),
+            ProxyMode::Nftables => Box::new(nft::Nftables::default()),
             ProxyMode::Iptables => Box::new(iptables::Iptables),
         };
+        ProxyPlanner::with_dialect(dialect, context)
+    }
+
+    /// An nftables planner spreading services over `shards` tables instead
+    /// of [`nft::SHARDS`] (benchmarks compare layouts with it).
+    pub fn with_nft_shards(context: ProxyContext, shards: usize) -> ProxyPlanner {
+        ProxyPlanner::with_dialect(Box::new(nft::Nftables::with_shards(shards)), context)
+    }
+
+    fn with_dialect(
+        dialect: Box<dyn Dialect + Send + Sync>,
+        context: ProxyContext,
+    ) -> ProxyPlanner {
         ProxyPlanner {
             context,
             dialect,

@@ -37,7 +37,8 @@ use super::{
 
 /// The table of shared checks and masquerading; shards are named after it.
 pub const TABLE: &str = "podnet-proxy";
-/// Number of shard tables services are spread over.
+/// Number of shard tables services are spread over (the default; benchmarks
+/// compare others through [`Nftables::with_shards`]).
 pub const SHARDS: usize = 16;
 
 /// Name of shard `index`'s table.
@@ -45,15 +46,15 @@ pub fn shard_table(index: usize) -> String {
     format!("{TABLE}-{index:02}")
 }
 
-/// The shard a service lives in: FNV-1a of `namespace/name`, so every port
-/// of a service shares one table and the choice never changes.
-pub fn shard_of(namespace: &str, name: &str) -> usize {
+/// The shard (of `shards`) a service lives in: FNV-1a of `namespace/name`,
+/// so every port of a service shares one table and the choice never changes.
+pub fn shard_of(namespace: &str, name: &str, shards: usize) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in namespace.bytes().chain([b'/']).chain(name.bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % SHARDS as u64) as usize
+    (hash % shards.max(1) as u64) as usize
 }
 
 /// True for the names of tables this dialect owns (the shared one, shards,
@@ -77,7 +78,25 @@ fn split_qualified(key: &str) -> (&str, &str) {
 }
 
 /// The nftables dialect.
-pub struct Nftables;
+#[derive(Clone, Copy, Debug)]
+pub struct Nftables {
+    shards: usize,
+}
+
+impl Default for Nftables {
+    fn default() -> Nftables {
+        Nftables { shards: SHARDS }
+    }
+}
+
+impl Nftables {
+    /// The dialect with services spread over `shards` tables (at least one).
+    pub fn with_shards(shards: usize) -> Nftables {
+        Nftables {
+            shards: shards.max(1),
+        }
+    }
+}
 
 struct Names {
     base: String,
@@ -167,7 +186,7 @@ impl Dialect for Nftables {
     fn render(&self, context: &ProxyContext, ports: &[ResolvedServicePort]) -> Piece {
         let mut piece = Piece::default();
         for port in ports {
-            render_port(context, port, &mut piece);
+            render_port(context, port, self.shards, &mut piece);
         }
         piece
     }
@@ -184,7 +203,7 @@ impl Dialect for Nftables {
         // sees a half-written table. Tables of ours from another layout
         // (`existing_chains` lists them as `(table, "")`) go too.
         let mut tables: Vec<String> = vec![TABLE.to_string()];
-        tables.extend((0..SHARDS).map(shard_table));
+        tables.extend((0..self.shards).map(shard_table));
         for (table, _) in existing_chains {
             if is_proxy_table(table) && !tables.contains(table) {
                 let _ = writeln!(out, "delete table ip {table}");
@@ -194,9 +213,9 @@ impl Dialect for Nftables {
             let _ = writeln!(out, "add table ip {table}");
             let _ = writeln!(out, "delete table ip {table}");
         }
-        out.push_str(&skeleton(context));
-        for shard in 0..SHARDS {
-            out.push_str(&shard_skeleton(context, shard));
+        out.push_str(&skeleton(context, self.shards));
+        for shard in 0..self.shards {
+            out.push_str(&shard_skeleton(context, shard, self.shards));
         }
         for (table, name) in desired.chains.keys() {
             let _ = writeln!(out, "add chain ip {table} {name}");
@@ -298,9 +317,14 @@ fn element_text(key: &str, value: &str) -> String {
     }
 }
 
-fn render_port(context: &ProxyContext, port: &ResolvedServicePort, piece: &mut Piece) {
+fn render_port(
+    context: &ProxyContext,
+    port: &ResolvedServicePort,
+    shards: usize,
+    piece: &mut Piece,
+) {
     let names = Names::new(port);
-    let shard = shard_table(shard_of(&port.id.namespace, &port.id.service));
+    let shard = shard_table(shard_of(&port.id.namespace, &port.id.service, shards));
     let protocol = port.id.protocol.lower();
     let has_endpoints = !port.endpoints.is_empty();
     let external_chain_needed =
@@ -470,7 +494,7 @@ fn node_ip_elements(context: &ProxyContext) -> String {
 }
 
 /// The fixed part of the shared table: sets, maps, base chains and helpers.
-pub fn skeleton(context: &ProxyContext) -> String {
+pub fn skeleton(context: &ProxyContext, shards: usize) -> String {
     let node_ip_elements = node_ip_elements(context);
     format!(
         r#"table ip {TABLE} {{
@@ -517,17 +541,17 @@ pub fn skeleton(context: &ProxyContext) -> String {
 }}
 "#,
         service_cidr = context.service_cidr,
-        last = SHARDS - 1,
+        last = shards.max(1) - 1,
     )
 }
 
 /// The fixed part of shard `index`'s table: its dispatch maps and nat base
 /// chains (services of the shard add their chains and map elements).
-pub fn shard_skeleton(context: &ProxyContext, index: usize) -> String {
+pub fn shard_skeleton(context: &ProxyContext, index: usize, shards: usize) -> String {
     let node_ip_elements = node_ip_elements(context);
     format!(
         r#"table ip {table} {{
-	comment "podnet service proxy: services shard {index} of {SHARDS}"
+	comment "podnet service proxy: services shard {index} of {shards}"
 	set nodeport-ips {{ type ipv4_addr; comment "IPs that accept NodePort traffic";{node_ip_elements} }}
 	map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"; }}
 	map service-nodeports {{ type inet_proto . inet_service : verdict; comment "NodePort traffic"; }}

@@ -81,7 +81,7 @@ fn resolve(service: &ProxyService, slices: &[ProxyEndpointSlice]) -> Vec<Resolve
 
 fn check_piece(mode: ProxyMode, ports: &[ResolvedServicePort], expected: Expect) {
     let piece = match mode {
-        ProxyMode::Nftables => nft::Nftables.render(&context(), ports),
+        ProxyMode::Nftables => nft::Nftables::default().render(&context(), ports),
         ProxyMode::Iptables => iptables::Iptables.render(&context(), ports),
     };
     let mut text = String::new();
