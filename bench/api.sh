@@ -43,6 +43,8 @@ rows = [
     ("create failures", str(c["failures"]), "0"),
     ("watch events seen / expected", "%d / %d" % (w["events_seen"], w["events_expected"]), ""),
     ("watch delivery lag p50 / p99 (ms)", "%.1f / %.1f" % (w["lag_p50_ms"], w["lag_p99_ms"]), ""),
+    ("CPU s from first create to last event: server / client (wall)",
+     "%s / %s (%s)" % (r["cpu_seconds_create_and_watch"]["server"], r["cpu_seconds_create_and_watch"]["client"], r["cpu_seconds_create_and_watch"]["wall"]), ""),
     ("list %d pods as Table (median ms)" % r["list_table"]["items"], "%.1f" % r["list_table"]["median_ms"], "< 300"),
     ("list as JSON (median ms)", "%.1f" % r["list_json"]["median_ms"], ""),
     ("list as Table, limit=500 chunks (median ms)", "%.1f" % r["list_table_chunked_500"]["median_ms"], ""),

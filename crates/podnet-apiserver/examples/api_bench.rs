@@ -192,14 +192,79 @@ fn rss_kib(pid: Option<u32>, field: &str) -> Option<u64> {
     })
 }
 
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at state.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_second)
+}
+
 /// The index in `bench-NNNNNN` of the object in one watch event line.
-fn pod_index(line: &[u8]) -> Option<usize> {
-    const NEEDLE: &[u8] = b"\"name\":\"bench-";
-    let at = line.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
-    std::str::from_utf8(line.get(at..at + 6)?)
-        .ok()?
-        .parse()
-        .ok()
+fn pod_index(finder: &memchr::memmem::Finder<'_>, line: &[u8]) -> Option<usize> {
+    let at = finder.find(line)? + finder.needle().len();
+    let digits = line.get(at..at + 6)?;
+    digits.iter().try_fold(0usize, |index, digit| {
+        digit
+            .is_ascii_digit()
+            .then(|| index * 10 + usize::from(digit - b'0'))
+    })
+}
+
+/// What one watcher counted: every ADDED event of a bench pod, and the
+/// delay from the create's acknowledgement to the event's arrival.
+struct WatchTally<'a> {
+    name_finder: memchr::memmem::Finder<'a>,
+    acked_ns: &'a [AtomicU64],
+    seen: usize,
+    lags_ms: Vec<f64>,
+}
+
+impl WatchTally<'_> {
+    /// One complete event line (with its newline).
+    fn line(&mut self, line: &[u8], now: u64) {
+        if !line.starts_with(b"{\"type\":\"ADDED\"") {
+            return;
+        }
+        let Some(index) = pod_index(&self.name_finder, line) else {
+            return;
+        };
+        self.seen += 1;
+        let acked = self.acked_ns[index].load(Ordering::Acquire);
+        // An event can arrive before the create's reply does: no lag.
+        let lag = if acked == 0 {
+            0
+        } else {
+            now.saturating_sub(acked)
+        };
+        self.lags_ms.push(lag as f64 / 1e6);
+    }
+
+    /// One chunk of the stream: whole lines are read where they lie, and
+    /// only a line split across chunks is copied (into `partial`).
+    fn chunk(&mut self, partial: &mut Vec<u8>, mut data: &[u8], now: u64) {
+        if !partial.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', data) else {
+                partial.extend_from_slice(data);
+                return;
+            };
+            partial.extend_from_slice(&data[..=end]);
+            let line = std::mem::take(partial);
+            self.line(&line, now);
+            *partial = line;
+            partial.clear();
+            data = &data[end + 1..];
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', data) {
+            self.line(&data[start..=end], now);
+            start = end + 1;
+        }
+        partial.extend_from_slice(&data[start..]);
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -274,10 +339,14 @@ async fn main() {
             assert_eq!(response.status().as_u16(), 200, "watch refused");
             let _ = ready_tx.send(()).await;
             let mut body = response.into_body();
-            let mut pending = Vec::new();
-            let mut lags_ms = Vec::with_capacity(expected);
-            let mut seen = 0usize;
-            while seen < expected {
+            let mut tally = WatchTally {
+                name_finder: memchr::memmem::Finder::new(b"\"name\":\"bench-"),
+                acked_ns: &acked_ns,
+                seen: 0,
+                lags_ms: Vec::with_capacity(expected),
+            };
+            let mut partial = Vec::new();
+            while tally.seen < expected {
                 let Some(frame) = body.frame().await else {
                     break;
                 };
@@ -285,32 +354,9 @@ async fn main() {
                     continue;
                 };
                 let now = epoch.elapsed().as_nanos() as u64;
-                pending.extend_from_slice(&data);
-                // Lines are consumed in place and the rest moved down once per
-                // frame (a frame may carry many events).
-                let mut start = 0;
-                while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-                    let line = &pending[start..start + end + 1];
-                    start += end + 1;
-                    if !line.starts_with(b"{\"type\":\"ADDED\"") {
-                        continue;
-                    }
-                    let Some(index) = pod_index(line) else {
-                        continue;
-                    };
-                    seen += 1;
-                    let acked = acked_ns[index].load(Ordering::Acquire);
-                    // An event can arrive before the create's reply does: no lag.
-                    let lag = if acked == 0 {
-                        0
-                    } else {
-                        now.saturating_sub(acked)
-                    };
-                    lags_ms.push(lag as f64 / 1e6);
-                }
-                pending.drain(..start);
+                tally.chunk(&mut partial, &data, now);
             }
-            (seen, lags_ms)
+            (tally.seen, tally.lags_ms)
         }));
     }
     drop(ready_tx);
@@ -334,6 +380,9 @@ async fn main() {
             }
         })
     };
+    let server_pid = options.server_pid.map(|pid| pid.to_string());
+    let server_cpu_before = server_pid.as_deref().and_then(cpu_seconds);
+    let client_cpu_before = cpu_seconds("self");
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..options.concurrency {
@@ -393,6 +442,17 @@ async fn main() {
         }
     }
     let watch_seconds = started.elapsed().as_secs_f64();
+    // CPU used from the first create until every watcher had every event:
+    // the server's, and this client's own (it decrypts every watch stream).
+    let cpu_used = |before: Option<f64>, now: Option<f64>| match (before, now) {
+        (Some(before), Some(now)) => json!(round(now - before)),
+        _ => Value::Null,
+    };
+    let server_cpu = cpu_used(
+        server_cpu_before,
+        server_pid.as_deref().and_then(cpu_seconds),
+    );
+    let client_cpu = cpu_used(client_cpu_before, cpu_seconds("self"));
     watch_lag_ms.sort_by(f64::total_cmp);
     sampling.abort();
 
@@ -469,6 +529,11 @@ async fn main() {
             "lag_p50_ms": round(percentile(&watch_lag_ms, 50.0)),
             "lag_p99_ms": round(percentile(&watch_lag_ms, 99.0)),
             "lag_max_ms": round(watch_lag_ms.last().copied().unwrap_or(0.0)),
+        },
+        "cpu_seconds_create_and_watch": {
+            "wall": round(watch_seconds),
+            "server": server_cpu,
+            "client": client_cpu,
         },
         "list_table": table,
         "list_json": json_list,

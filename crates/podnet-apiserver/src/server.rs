@@ -46,23 +46,28 @@ pub fn boxed_incoming(body: Incoming) -> Body {
 const COALESCED_FRAME: usize = 64 * 1024;
 
 pub(crate) fn streaming_body(mut receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+    // Lines taken after the first, kept between frames so that joining
+    // allocates nothing but the frame itself, of exactly its size.
+    let mut more_lines: Vec<Bytes> = Vec::new();
     let stream = futures::stream::poll_fn(move |cx| {
         receiver.poll_recv(cx).map(|next| {
             next.map(|first| {
-                let mut joined: Option<bytes::BytesMut> = None;
                 let mut size = first.len();
                 while size < COALESCED_FRAME {
                     let Ok(more) = receiver.try_recv() else { break };
                     size += more.len();
-                    joined
-                        .get_or_insert_with(|| {
-                            let mut buffer = bytes::BytesMut::with_capacity(COALESCED_FRAME * 2);
-                            buffer.extend_from_slice(&first);
-                            buffer
-                        })
-                        .extend_from_slice(&more);
+                    more_lines.push(more);
                 }
-                let frame = joined.map_or(first, bytes::BytesMut::freeze);
+                let frame = if more_lines.is_empty() {
+                    first
+                } else {
+                    let mut joined = bytes::BytesMut::with_capacity(size);
+                    joined.extend_from_slice(&first);
+                    for more in more_lines.drain(..) {
+                        joined.extend_from_slice(&more);
+                    }
+                    joined.freeze()
+                };
                 Ok::<_, std::io::Error>(Frame::data(frame))
             })
         })

@@ -350,6 +350,8 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
         tokio::pin!(deadline);
         let mut bookmark_timer = tokio::time::interval(request.bookmark_interval);
         bookmark_timer.tick().await;
+        let mut events = Vec::with_capacity(EVENTS_PER_WAKE);
+        let mut outgoing: Vec<Bytes> = Vec::new();
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
@@ -360,37 +362,49 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                         return;
                     }
                 }
-                next = stream.receiver.recv() => {
-                    let Some(next) = next else { return };
-                    let event = match next {
-                        Ok(event) => event,
-                        // A watcher that fell too far behind is closed like
-                        // any ended watch: the client re-watches from the
-                        // last resourceVersion it saw (or re-lists on 410).
-                        Err(StoreError::WatcherTooSlow { prefix, capacity }) => {
-                            tracing::info!(%prefix, capacity, last_revision, "closing a watch that fell behind");
-                            return;
-                        }
-                        Err(e) => {
-                            let error = match e {
-                                StoreError::Compacted { requested, oldest } => ApiError::Expired { requested, oldest },
-                                other => ApiError::Store(other),
-                            };
-                            let _ = sender.send(render(&request, &error_event(&error), &mut first)).await;
-                            return;
-                        }
-                    };
-                    last_revision = event.record.mod_revision;
-                    if request.passes_stored_bytes() {
-                        if let Some(line) = lines.line(&event) {
-                            if sender.send(line).await.is_err() {
-                                return;
+                received = stream.receiver.recv_many(&mut events, EVENTS_PER_WAKE) => {
+                    if received == 0 {
+                        return;
+                    }
+                    // Everything queued goes out as one piece: one hand-over
+                    // to the connection per group commit, not one per event.
+                    let mut ended = false;
+                    for next in events.drain(..) {
+                        let event = match next {
+                            Ok(event) => event,
+                            // A watcher that fell too far behind is closed like
+                            // any ended watch: the client re-watches from the
+                            // last resourceVersion it saw (or re-lists on 410).
+                            Err(StoreError::WatcherTooSlow { prefix, capacity }) => {
+                                tracing::info!(%prefix, capacity, last_revision, "closing a watch that fell behind");
+                                ended = true;
+                                break;
                             }
-                            continue;
+                            Err(e) => {
+                                let error = match e {
+                                    StoreError::Compacted { requested, oldest } => ApiError::Expired { requested, oldest },
+                                    other => ApiError::Store(other),
+                                };
+                                outgoing.push(render(&request, &error_event(&error), &mut first));
+                                ended = true;
+                                break;
+                            }
+                        };
+                        last_revision = event.record.mod_revision;
+                        if request.passes_stored_bytes() {
+                            if let Some(line) = lines.line(&event) {
+                                outgoing.push(line);
+                                continue;
+                            }
+                        }
+                        if let Some(wire) = to_wire_event(&request, &event) {
+                            outgoing.push(render(&request, &wire, &mut first));
                         }
                     }
-                    let Some(wire) = to_wire_event(&request, &event) else { continue };
-                    if sender.send(render(&request, &wire, &mut first)).await.is_err() {
+                    if !outgoing.is_empty() && sender.send(joined(&mut outgoing)).await.is_err() {
+                        return;
+                    }
+                    if ended {
                         return;
                     }
                 }
@@ -398,6 +412,22 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
         }
     });
     Ok(receiver)
+}
+
+/// Most store events a watch takes from its queue at once.
+const EVENTS_PER_WAKE: usize = 256;
+
+/// The lines as one piece (emptying `lines`), allocated at its exact size.
+fn joined(lines: &mut Vec<Bytes>) -> Bytes {
+    if lines.len() == 1 {
+        return lines.pop().unwrap_or_default();
+    }
+    let size = lines.iter().map(Bytes::len).sum();
+    let mut joined = bytes::BytesMut::with_capacity(size);
+    for line in lines.drain(..) {
+        joined.extend_from_slice(&line);
+    }
+    joined.freeze()
 }
 
 fn bookmark_event(request: &WatchRequest, revision: i64, initial_end: bool) -> WatchEvent {

@@ -98,7 +98,8 @@ pub struct ListPage {
 /// it ([`StoreError::WatcherTooSlow`] when the reader fell behind,
 /// [`StoreError::Compacted`] when compaction overtook a replay).
 pub struct WatchStream {
-    pub receiver: tokio::sync::mpsc::Receiver<Result<Event, StoreError>>,
+    /// Events are shared between the watchers that receive them.
+    pub receiver: tokio::sync::mpsc::Receiver<Result<std::sync::Arc<Event>, StoreError>>,
 }
 
 /// The store contract shared by every backend. Methods are synchronous and

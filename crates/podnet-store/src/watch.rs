@@ -24,7 +24,8 @@ use crate::{Event, StoreError, WatchStream};
 /// a replay never holds a reader (or the memory store's lock) for long.
 const HISTORY_CHUNK: usize = 256;
 
-type WatchItem = Result<Event, StoreError>;
+/// Events are shared: one allocation per event, however many watch it.
+type WatchItem = Result<Arc<Event>, StoreError>;
 
 /// Events in a revision window, read from a backend's event log.
 pub(crate) struct HistoryChunk {
@@ -120,6 +121,7 @@ impl WatchHub {
                 );
                 continue;
             }
+            let mut shared: Option<Arc<Event>> = None;
             let mut index = 0;
             while index < state.live_watchers.len() {
                 let watcher = &state.live_watchers[index];
@@ -130,7 +132,8 @@ impl WatchHub {
                 {
                     DeliveryOutcome::Keep
                 } else {
-                    match watcher.sender.try_send(Ok(event.clone())) {
+                    let shared = shared.get_or_insert_with(|| Arc::new(event.clone()));
+                    match watcher.sender.try_send(Ok(Arc::clone(shared))) {
                         Ok(()) => DeliveryOutcome::Keep,
                         Err(TrySendError::Full(_)) => DeliveryOutcome::Overflowed,
                         Err(TrySendError::Closed(_)) => DeliveryOutcome::ReaderGone,
@@ -246,7 +249,7 @@ impl CatchUp {
                 for event in chunk.events {
                     // Back-pressure is fine here: this thread is the only one
                     // waiting. An error means the reader dropped the stream.
-                    if self.sender.blocking_send(Ok(event)).is_err() {
+                    if self.sender.blocking_send(Ok(Arc::new(event))).is_err() {
                         return;
                     }
                 }

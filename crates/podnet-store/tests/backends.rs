@@ -43,7 +43,7 @@ fn next(stream: &mut WatchStream, timeout: Duration) -> Next {
     let deadline = Instant::now() + timeout;
     loop {
         match stream.receiver.try_recv() {
-            Ok(item) => return Next::Item(item),
+            Ok(item) => return Next::Item(item.map(std::sync::Arc::unwrap_or_clone)),
             Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
             Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
                 if Instant::now() >= deadline {
