@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks of local clusters, all in one run (release build):
 #  - `podnet up` 3 nodes until Ready and kubectl answers; pod create -> Running
-#    p50/p99 and time for PODS pods; agent and server RSS with them running
+#    p50/p99 of PODS pods created one after another (each once the previous
+#    runs: the unsaturated latency), then PODS pods posted at once (time until
+#    all run, and their p50/p99); agent and server RSS with them running
 #    (bench/cluster.py -> bench/results/cluster.json)
-#  - CNI ADD+DEL: podnet-cni vs the reference bridge + host-local, same run
-#    (cni_bench example -> bench/results/cni.json)
+#  - CNI ADD+DEL: podnet-cni vs the reference bridge + host-local, same run,
+#    and ADD and DEL apart (cni_bench example -> bench/results/cni.json)
 #  - iperf3 pod-to-pod same node / across nodes vs a raw veth pair
 #    (bench/net.py -> bench/results/net.json)
 # Usage: bench/run.sh [PODS]   (default 100 pods)
@@ -26,6 +28,10 @@ print("%-28s %s" % ("metric", "value"))
 print("%-28s %s" % ("cni_add_del_podnet_ms", r["add_del_podnet_cni"]))
 print("%-28s %s" % ("cni_add_del_reference_ms", r["add_del_reference"]))
 print("%-28s %s" % ("ratio (target <= 0.5)", r["ratio_podnet_to_reference"]))
+for step in ("add", "del"):
+    for plugin in ("podnet_cni", "reference"):
+        key = "%s_%s" % (step, plugin)
+        print("%-28s %s" % (key + "_ms", r[key]))
 PY
 echo
 python3 bench/net.py --podnet "$target/release/podnet" --out bench/results/net.json || status=1

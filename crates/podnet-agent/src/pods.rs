@@ -403,6 +403,21 @@ impl PodManager {
         Ok(sandbox)
     }
 
+    /// Writes, on a blocking thread, what [`PodManager::write_pod_files`]
+    /// and the volumes write that does not need the pod's IP.
+    fn write_files_without_ip(&self, pod: &Pod) -> tokio::task::JoinHandle<Result<(), AgentError>> {
+        let pod = pod.clone();
+        let pod_dir = self.pod_dir(&pod_key(&pod));
+        let resolv = pod_resolv_conf(&pod, &self.node_resolv, &self.cluster_dns).render();
+        tokio::task::spawn_blocking(move || {
+            let dir = pod_dir.join("etc");
+            std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+            write_if_changed(&dir.join("resolv.conf"), &resolv)?;
+            write_if_changed(&dir.join("hostname"), &format!("{}\n", pod_hostname(&pod)))?;
+            crate::volumes::prepare_volumes(&pod, &pod_dir).map(|_| ())
+        })
+    }
+
     fn write_pod_files(
         &self,
         pod: &Pod,
@@ -413,11 +428,7 @@ impl PodManager {
         let hosts = dir.join("hosts");
         let resolv = dir.join("resolv.conf");
         let hostname = dir.join("hostname");
-        let spec = pod.spec.clone().unwrap_or_default();
-        let name = spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+        let name = pod_hostname(pod);
         write_if_changed(&hosts, &pod_hosts_file(pod, &sandbox.ip, &self.cluster_dns))?;
         write_if_changed(
             &resolv,
@@ -453,7 +464,19 @@ impl PodManager {
         let mut slot: StartSlot = None;
         // Where a pod start's time goes (debug log `pod start phases`).
         let mut phases = StartPhases::new();
-        let sandbox = match self.ensure_sandbox(pod, &mut slot).await {
+        // A new sandbox: the pod's files that do not depend on its IP are
+        // written on another thread meanwhile (the pass after the sandbox
+        // then finds them in place and only writes `hosts`).
+        let early_files = self
+            .load_sandbox(&uid)
+            .is_none()
+            .then(|| self.write_files_without_ip(pod));
+        let sandbox = self.ensure_sandbox(pod, &mut slot).await;
+        if let Some(early_files) = early_files {
+            // Its errors come back from the pass below, which repeats it.
+            let _ = early_files.await;
+        }
+        let sandbox = match sandbox {
             Ok(sandbox) => sandbox,
             Err(error) => {
                 observation.sandbox_error = Some(format!("failed to create pod sandbox: {error}"));
@@ -1013,6 +1036,14 @@ fn strip_times(value: &serde_json::Value) -> serde_json::Value {
         }
         other => other.clone(),
     }
+}
+
+/// The pod's hostname: `spec.hostname`, else its name.
+fn pod_hostname(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.hostname.clone())
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
 }
 
 fn new_sandbox_id() -> String {
