@@ -289,6 +289,10 @@ pub fn decode_record(info: &ResourceInfo, record: &Record) -> Result<Value, ApiE
 }
 
 fn encode(obj: &Value) -> Vec<u8> {
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        // Nothing to leave out (a create): no copy of the object.
+        return serde_json::to_vec(obj).expect("a JSON value always serializes");
+    }
     let mut copy = obj.clone();
     metadata_mut(&mut copy).remove("resourceVersion");
     serde_json::to_vec(&copy).expect("a JSON value always serializes")

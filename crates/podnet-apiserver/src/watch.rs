@@ -12,7 +12,6 @@ use podnet_model::selector::{FieldSelector, LabelSelector};
 use podnet_model::table::{self, IncludeObject};
 use podnet_store::{EventKind, StoreError};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -189,18 +188,16 @@ fn event_type(kind: EventKind) -> &'static str {
 /// Wire lines of recent events for watchers that pass the stored bytes on,
 /// keyed by revision: a revision names exactly one change (its kind and
 /// object), so every such watcher sends the same line. The first watcher to
-/// reach an event encodes it; the others share its `Bytes`. Bounded: the
-/// oldest lines are forgotten first (a watcher that far behind encodes its
-/// own).
+/// reach an event encodes it; the others share its `Bytes`. Bounded: one
+/// slot per `revision % LINE_CACHE_CAPACITY`, each with its own lock, so a
+/// newer revision replaces an older one and watchers of different events
+/// never wait for each other (a watcher that far behind encodes its own).
 pub struct LineCache {
-    lines: Mutex<CachedLines>,
+    slots: Box<[Mutex<CachedLine>]>,
 }
 
-#[derive(Default)]
-struct CachedLines {
-    by_revision: HashMap<i64, Bytes>,
-    order: VecDeque<i64>,
-}
+/// A slot's line and the revision it belongs to.
+type CachedLine = Option<(i64, Bytes)>;
 
 /// Lines kept: about two group-commit batches of events for the most
 /// watched collections, a few MiB of pods.
@@ -209,15 +206,16 @@ const LINE_CACHE_CAPACITY: usize = 2048;
 impl Default for LineCache {
     fn default() -> Self {
         LineCache {
-            lines: Mutex::new(CachedLines::default()),
+            slots: (0..LINE_CACHE_CAPACITY).map(|_| Mutex::new(None)).collect(),
         }
     }
 }
 
 impl LineCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CachedLines> {
-        // Every step below leaves the maps consistent: a poisoned lock is usable.
-        self.lines
+    fn slot(&self, revision: i64) -> std::sync::MutexGuard<'_, CachedLine> {
+        let index = revision.rem_euclid(LINE_CACHE_CAPACITY as i64) as usize;
+        // A slot is replaced whole: a poisoned lock is usable.
+        self.slots[index]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -225,19 +223,17 @@ impl LineCache {
     /// The line of a live store event passed on as stored.
     fn line(&self, event: &podnet_store::Event) -> Option<Bytes> {
         let revision = event.record.mod_revision;
-        if let Some(line) = self.lock().by_revision.get(&revision) {
-            return Some(line.clone());
+        if let Some((cached, line)) = self.slot(revision).as_ref() {
+            if *cached == revision {
+                return Some(line.clone());
+            }
         }
         // Encoded outside the lock: watchers of other events go on meanwhile.
         let line = stored_bytes_line(event_type(event.kind), &event.record)?;
-        let mut lines = self.lock();
-        if lines.by_revision.insert(revision, line.clone()).is_none() {
-            lines.order.push_back(revision);
-            while lines.order.len() > LINE_CACHE_CAPACITY {
-                if let Some(oldest) = lines.order.pop_front() {
-                    lines.by_revision.remove(&oldest);
-                }
-            }
+        let mut slot = self.slot(revision);
+        // Never replace a newer revision's line with an older one.
+        if slot.as_ref().is_none_or(|(cached, _)| *cached < revision) {
+            *slot = Some((revision, line.clone()));
         }
         Some(line)
     }
