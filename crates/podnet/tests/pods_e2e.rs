@@ -398,7 +398,10 @@ fn logs_exec_attach_port_forward_run_and_the_node_view() {
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     let stdout = attach.stdout.take().unwrap();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if lines_tx.send(line).is_err() {
                 break;
             }
