@@ -795,8 +795,21 @@ pub fn record_update(
         kind,
         free_form_maps_are_members: true,
     };
-    let empty = json!({});
-    let old_object = old.unwrap_or(&empty);
+    let Some(old_object) = old else {
+        // A new object: every field it has is this manager's, and there are
+        // no other entries (what the general path below computes, without
+        // comparing each field with an empty object).
+        let own_entry = ManagedEntry {
+            manager: manager.to_string(),
+            operation: operation.to_string(),
+            api_version: object_api_version(info, new),
+            time: now.to_string(),
+            subresource: None,
+            fields: walker.field_set(new),
+        };
+        write_managed_fields(new, &[own_entry]);
+        return;
+    };
     let old_set = walker.field_set(old_object);
     let new_set = walker.field_set(new);
     let mut entries = read_managed_fields(old);
@@ -898,6 +911,27 @@ mod tests {
 
     const T1: &str = "2025-01-01T00:00:00Z";
     const T2: &str = "2025-01-01T00:01:00Z";
+
+    #[test]
+    fn create_records_what_an_update_from_an_empty_object_records() {
+        let info = deployments();
+        let mut created = config(3, "nginx:1");
+        record_update(&info, None, &mut created, "kubectl-create", "Update", T1);
+        let mut from_empty = config(3, "nginx:1");
+        let empty = json!({});
+        record_update(
+            &info,
+            Some(&empty),
+            &mut from_empty,
+            "kubectl-create",
+            "Update",
+            T1,
+        );
+        assert_eq!(created, from_empty);
+        assert!(created
+            .pointer("/metadata/managedFields/0/fieldsV1/f:spec/f:template")
+            .is_some());
+    }
 
     #[test]
     fn create_via_apply_records_fields_v1() {
