@@ -79,26 +79,8 @@ impl NetlinkSocket {
             (0..count).map(|_| None).collect();
         let mut answers: Vec<Vec<RouteNetlinkMessage>> = (0..count).map(|_| Vec::new()).collect();
         let mut pending = count as usize;
-        let mut buffer = self.receive_buffer.borrow_mut();
         while pending > 0 {
-            let received = {
-                let mut slice: &mut [u8] = &mut buffer[..];
-                self.socket.recv(&mut slice, 0)?
-            };
-            let mut offset = 0;
-            while offset < received {
-                let bytes = &buffer[offset..received];
-                let length = NetlinkBuffer::new_checked(bytes)
-                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?
-                    .length() as usize;
-                if length == 0 {
-                    break;
-                }
-                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..length])
-                    .map_err(|error| {
-                    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
-                })?;
-                offset += (length + 3) & !3;
+            for parsed in self.receive()? {
                 let index = parsed.header.sequence_number.wrapping_sub(first) as usize;
                 if index >= count as usize || outcomes[index].is_some() {
                     // A late answer to an earlier request; not ours.
@@ -140,26 +122,8 @@ impl NetlinkSocket {
         self.socket.send(&send_buffer, 0)?;
 
         let mut answers = Vec::new();
-        let mut buffer = self.receive_buffer.borrow_mut();
         loop {
-            let received = {
-                let mut slice: &mut [u8] = &mut buffer[..];
-                self.socket.recv(&mut slice, 0)?
-            };
-            let mut offset = 0;
-            while offset < received {
-                let bytes = &buffer[offset..received];
-                let length = NetlinkBuffer::new_checked(bytes)
-                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?
-                    .length() as usize;
-                if length == 0 {
-                    break;
-                }
-                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..length])
-                    .map_err(|error| {
-                    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
-                })?;
-                offset += (length + 3) & !3;
+            for parsed in self.receive()? {
                 if parsed.header.sequence_number != sequence {
                     // A late answer to an earlier request; not ours.
                     continue;
@@ -179,5 +143,32 @@ impl NetlinkSocket {
                 }
             }
         }
+    }
+
+    /// Receives one datagram and parses every message in it.
+    fn receive(&self) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+        let mut buffer = self.receive_buffer.borrow_mut();
+        let received = {
+            let mut slice: &mut [u8] = &mut buffer[..];
+            self.socket.recv(&mut slice, 0)?
+        };
+        let invalid = |error: String| io::Error::new(io::ErrorKind::InvalidData, error);
+        let mut messages = Vec::new();
+        let mut offset = 0;
+        while offset < received {
+            let bytes = &buffer[offset..received];
+            let length = NetlinkBuffer::new_checked(bytes)
+                .map_err(|error| invalid(error.to_string()))?
+                .length() as usize;
+            if length == 0 {
+                break;
+            }
+            messages.push(
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..length])
+                    .map_err(|error| invalid(error.to_string()))?,
+            );
+            offset += (length + 3) & !3;
+        }
+        Ok(messages)
     }
 }
