@@ -73,12 +73,14 @@ class Api:
                         seen[name] = time.monotonic()
                         changed.notify_all()
 
-def rss_kib(pid_file):
+def rss_kib(pid_file, field="VmRSS"):
+    """A memory figure of /proc/PID/status in KiB: VmRSS, or RssAnon (heap,
+    stacks) and RssFile (mapped binary and libraries) which make it up."""
     with open(pid_file) as f:
         pid = f.read().strip()
     with open("/proc/%s/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return None
 
@@ -155,6 +157,8 @@ def main():
         time.sleep(3)  # settle: the agent's steady state with every pod running
         node_root = os.path.join(root, name, "nodes", name + "-node1")
         results["agent_rss_mib_with_pods"] = round(rss_kib(os.path.join(node_root, "agent.pid")) / 1024, 1)
+        results["agent_rss_anon_file_mib"] = "%.1f / %.1f" % tuple(
+            rss_kib(os.path.join(node_root, "agent.pid"), field) / 1024 for field in ("RssAnon", "RssFile"))
         results["server_rss_mib_with_pods"] = round(rss_kib(os.path.join(root, name, "server", "server.pid")) / 1024, 1)
         stop.set()
         if latencies:
@@ -173,7 +177,7 @@ def main():
                 "sequential_create_to_running_p99_ms", "sequential_create_to_running_max_ms",
                 "pods_running", "all_pods_running_s",
                 "burst_create_to_running_p50_ms", "burst_create_to_running_p99_ms",
-                "agent_rss_mib_with_pods", "server_rss_mib_with_pods"]:
+                "agent_rss_mib_with_pods", "agent_rss_anon_file_mib", "server_rss_mib_with_pods"]:
         print("%-40s %s" % (key, results.get(key)))
     return 0 if not pending else 1
 
