@@ -25,6 +25,7 @@ pub struct Netns {
 impl Netns {
     pub fn new(prefix: &str) -> Netns {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        remove_orphans(prefix);
         let name = format!(
             "{prefix}-{}-{}",
             std::process::id(),
@@ -88,6 +89,29 @@ pub async fn dig(netns: &str, args: &[&str]) -> String {
     })
     .await
     .expect("dig thread")
+}
+
+/// Removes `<prefix>-<pid>-<n>` namespaces whose test process no longer
+/// exists: a run that was killed (SIGKILL, a machine restart) never ran its
+/// `Drop`, so the next run cleans up after it.
+fn remove_orphans(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
 }
 
 impl Drop for Netns {
