@@ -214,21 +214,12 @@ impl NetlinkHandle {
     /// must end the process.
     pub fn open_in_this_thread(netns_path: &Path) -> Result<NetlinkHandle> {
         let label = netns_path.display().to_string();
-        let own = netns::open_netns(Path::new("/proc/thread-self/ns/net"))?;
+        let own_path = Path::new("/proc/thread-self/ns/net");
+        let own = netns::open_netns(own_path)?;
         let target = netns::open_netns(netns_path)?;
-        let enter = |file: &std::fs::File, path: &Path| {
-            // SAFETY: setns on descriptors we own; affects this thread only.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(NetlinkError::Socket {
-                    netns: path.display().to_string(),
-                    source: io::Error::last_os_error(),
-                });
-            }
-            Ok(())
-        };
-        enter(&target, netns_path)?;
+        netns::enter_netns(&target, netns_path)?;
         let opened = NetlinkSocket::open();
-        enter(&own, Path::new("/proc/thread-self/ns/net"))?;
+        netns::enter_netns(&own, own_path)?;
         let socket = opened.map_err(|source| NetlinkError::Socket {
             netns: label.clone(),
             source,

@@ -160,6 +160,13 @@ pub fn open_netns(path: &Path) -> Result<File, NetlinkError> {
         .map_err(|error| netns_error(path, "open the netns", error))
 }
 
+/// Switches the calling thread into the namespace `file` (opened from
+/// `path`, which names it in errors).
+pub(crate) fn enter_netns(file: &File, path: &Path) -> Result<(), NetlinkError> {
+    setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+        .map_err(|errno| netns_error(path, "enter the netns", errno.into()))
+}
+
 /// Runs `work` on a dedicated thread switched into the namespace at `path`;
 /// sockets it opens stay in that namespace after it returns.
 pub fn in_netns<T, F>(path: &Path, work: F) -> Result<T, NetlinkError>
@@ -171,8 +178,7 @@ where
     std::thread::scope(|scope| {
         scope
             .spawn(|| -> Result<T, NetlinkError> {
-                setns(netns_file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|errno| netns_error(path, "enter the netns", errno.into()))?;
+                enter_netns(&netns_file, path)?;
                 Ok(work())
             })
             .join()
