@@ -405,15 +405,15 @@ impl PodManager {
 
     /// Writes, on a blocking thread, what [`PodManager::write_pod_files`]
     /// and the volumes write that does not need the pod's IP.
-    fn write_files_without_ip(&self, pod: &Pod) -> tokio::task::JoinHandle<Result<(), AgentError>> {
+    fn write_files_without_ip_early(
+        &self,
+        pod: &Pod,
+    ) -> tokio::task::JoinHandle<Result<(), AgentError>> {
         let pod = pod.clone();
         let pod_dir = self.pod_dir(&pod_key(&pod));
         let resolv = pod_resolv_conf(&pod, &self.node_resolv, &self.cluster_dns).render();
         tokio::task::spawn_blocking(move || {
-            let dir = pod_dir.join("etc");
-            std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
-            write_if_changed(&dir.join("resolv.conf"), &resolv)?;
-            write_if_changed(&dir.join("hostname"), &format!("{}\n", pod_hostname(&pod)))?;
+            write_files_without_ip(&pod_dir.join("etc"), &pod, &resolv)?;
             crate::volumes::prepare_volumes(&pod, &pod_dir).map(|_| ())
         })
     }
@@ -424,17 +424,10 @@ impl PodManager {
         sandbox: &Sandbox,
     ) -> Result<(PathBuf, PathBuf, PathBuf), AgentError> {
         let dir = self.pod_dir(&pod_key(pod)).join("etc");
-        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        let resolv = pod_resolv_conf(pod, &self.node_resolv, &self.cluster_dns).render();
+        let (resolv, hostname) = write_files_without_ip(&dir, pod, &resolv)?;
         let hosts = dir.join("hosts");
-        let resolv = dir.join("resolv.conf");
-        let hostname = dir.join("hostname");
-        let name = pod_hostname(pod);
         write_if_changed(&hosts, &pod_hosts_file(pod, &sandbox.ip, &self.cluster_dns))?;
-        write_if_changed(
-            &resolv,
-            &pod_resolv_conf(pod, &self.node_resolv, &self.cluster_dns).render(),
-        )?;
-        write_if_changed(&hostname, &format!("{name}\n"))?;
         Ok((hosts, resolv, hostname))
     }
 
@@ -470,7 +463,7 @@ impl PodManager {
         let early_files = self
             .load_sandbox(&uid)
             .is_none()
-            .then(|| self.write_files_without_ip(pod));
+            .then(|| self.write_files_without_ip_early(pod));
         let sandbox = self.ensure_sandbox(pod, &mut slot).await;
         if let Some(early_files) = early_files {
             // Its errors come back from the pass below, which repeats it.
@@ -1036,6 +1029,22 @@ fn strip_times(value: &serde_json::Value) -> serde_json::Value {
         }
         other => other.clone(),
     }
+}
+
+/// Writes the pod's files in `etc` that do not depend on its IP
+/// (`resolv.conf` with the text `resolv`, and `hostname`) and returns their
+/// paths.
+fn write_files_without_ip(
+    etc: &Path,
+    pod: &Pod,
+    resolv: &str,
+) -> Result<(PathBuf, PathBuf), AgentError> {
+    std::fs::create_dir_all(etc).map_err(|e| AgentError::io(etc, e))?;
+    let resolv_path = etc.join("resolv.conf");
+    write_if_changed(&resolv_path, resolv)?;
+    let hostname = etc.join("hostname");
+    write_if_changed(&hostname, &format!("{}\n", pod_hostname(pod)))?;
+    Ok((resolv_path, hostname))
 }
 
 /// The pod's hostname: `spec.hostname`, else its name.
