@@ -183,17 +183,15 @@ pub async fn run_overlay(
 
 /// `nft -f -` with `script` inside the node's namespace.
 fn apply_nft_script(netns: &Path, script: &str) -> Result<(), String> {
-    let output = crate::proxy::run_in_netns(netns, "nft", &["-f", "-"], Some(script))
-        .map_err(|e| e.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft -f - (table ip podnet-overlay) in {} failed: {}",
-            netns.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    crate::proxy::run_in_netns(netns, "nft", &["-f", "-"], Some(script))
+        .and_then(|output| {
+            crate::proxy::checked(
+                output,
+                &format!("nft -f - (table ip podnet-overlay) in {}", netns.display()),
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -226,7 +226,9 @@ pub fn run_in_netns(
     Ok(output)
 }
 
-fn checked(output: Output, what: &str) -> Result<String, AgentError> {
+/// The standard output of a command that succeeded, else its standard error
+/// as the error of `what`.
+pub(crate) fn checked(output: Output, what: &str) -> Result<String, AgentError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).to_string())
     } else {
