@@ -261,6 +261,16 @@ fn prepared_applier(netns: &Netns, mode: ProxyMode) -> ProxyApplier {
     applier
 }
 
+/// A node namespace with backends serving on 10.244.1.5 and 10.244.1.6 and
+/// an applier prepared in it.
+fn node_with_two_backends(tag: &str, mode: ProxyMode) -> (Netns, ProxyApplier) {
+    let netns = Netns::new(tag);
+    serve(&netns, "10.244.1.5");
+    serve(&netns, "10.244.1.6");
+    let applier = prepared_applier(&netns, mode);
+    (netns, applier)
+}
+
 /// The distinct backends that answer `count` connections to `address`.
 fn backends_answering(
     netns: &Netns,
@@ -278,10 +288,7 @@ fn nftables_applier_programs_dnat_reject_and_updates_incrementally() {
         eprintln!("skipping: needs root");
         return;
     }
-    let netns = Netns::new("nft");
-    serve(&netns, "10.244.1.5");
-    serve(&netns, "10.244.1.6");
-    let applier = prepared_applier(&netns, ProxyMode::Nftables);
+    let (netns, applier) = node_with_two_backends("nft", ProxyMode::Nftables);
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let web = service("web", "10.96.0.20", 80, Some(30080));
     set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
@@ -366,10 +373,7 @@ fn nftables_session_affinity_sticks_to_one_endpoint() {
         eprintln!("skipping: needs root");
         return;
     }
-    let netns = Netns::new("aff");
-    serve(&netns, "10.244.1.5");
-    serve(&netns, "10.244.1.6");
-    let applier = prepared_applier(&netns, ProxyMode::Nftables);
+    let (netns, applier) = node_with_two_backends("aff", ProxyMode::Nftables);
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let mut web = service("web", "10.96.0.20", 80, None);
     web.affinity_timeout_seconds = Some(60);
@@ -400,10 +404,7 @@ fn iptables_applier_uses_kube_proxy_chains_and_removes_strays() {
         eprintln!("skipping: needs root");
         return;
     }
-    let netns = Netns::new("ipt");
-    serve(&netns, "10.244.1.5");
-    serve(&netns, "10.244.1.6");
-    let applier = prepared_applier(&netns, ProxyMode::Iptables);
+    let (netns, applier) = node_with_two_backends("ipt", ProxyMode::Iptables);
     // A stray chain of a previous run.
     netns.run(
         "iptables",
@@ -527,10 +528,7 @@ fn nftables_incremental_changes_leave_what_a_full_rewrite_writes() {
         eprintln!("skipping: needs root");
         return;
     }
-    let netns = Netns::new("nftinc");
-    serve(&netns, "10.244.1.5");
-    serve(&netns, "10.244.1.6");
-    let applier = prepared_applier(&netns, ProxyMode::Nftables);
+    let (netns, applier) = node_with_two_backends("nftinc", ProxyMode::Nftables);
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let web = service("web", "10.96.0.20", 80, Some(30080));
     set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
