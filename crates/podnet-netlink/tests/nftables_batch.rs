@@ -12,11 +12,6 @@ use std::process::{Command, Stdio};
 use common::TestNetns;
 use podnet_netlink::nftables::NftBatch;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn nft(netns: &TestNetns, script: &str) {
     let mut child = Command::new("ip")
         .args(["netns", "exec", &netns.name, "nft", "-f", "-"])
@@ -100,7 +95,7 @@ delete chain ip podnet-proxy-03 external-X-default/web/tcp/http
 
 #[test]
 fn netlink_batches_list_exactly_as_nft_writes_them() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipping: needs root");
         return;
     }
@@ -132,7 +127,7 @@ fn netlink_batches_list_exactly_as_nft_writes_them() {
 
 #[test]
 fn a_failing_batch_changes_nothing_and_names_the_line() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipping: needs root");
         return;
     }
@@ -155,7 +150,7 @@ fn a_failing_batch_changes_nothing_and_names_the_line() {
 
 #[test]
 fn a_kept_socket_applies_batch_after_batch_and_notices_a_new_namespace() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipping: needs root");
         return;
     }
