@@ -34,22 +34,72 @@ fn events_of(cluster: &Cluster, pod: &str) -> String {
     ])
 }
 
-/// `cmd` run under `script`, so kubectl sees a terminal on its stdin.
-fn with_terminal(cluster: &Cluster, kubectl_args: &str, timeout_secs: u32) -> String {
-    let command = format!(
-        "KUBECACHEDIR={} timeout {timeout_secs} kubectl --kubeconfig {} {kubectl_args}",
-        cluster.kube_cache.path().display(),
-        cluster.kubeconfig.display()
-    );
-    let output = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
+/// kubectl run with a terminal of its own: a fresh pseudo-terminal is its
+/// stdin, stdout and stderr and its controlling terminal, and kubectl leads
+/// the terminal's foreground process group (no `script`/`timeout` wrapper,
+/// whose background process group made kubectl stop on SIGTTIN/SIGTTOU when
+/// it touched the terminal). Returns everything written to the terminal;
+/// kubectl is killed if it is still running after `limit`.
+fn with_terminal(cluster: &Cluster, kubectl_args: &[&str], limit: Duration) -> String {
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut command = Command::new("kubectl");
+    command
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .env("KUBECACHEDIR", cluster.kube_cache.path())
+        .args(kubectl_args)
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("run kubectl on a terminal");
+    drop(command);
+    drop(pty.slave);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut master = std::fs::File::from(pty.master);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once the last holder of the terminal has closed it.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let status = loop {
+        while let Ok(chunk) = rx.try_recv() {
+            out.extend(chunk);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break format!("{status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break format!("killed after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // What kubectl wrote just before it exited.
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(2)) {
+        out.extend(chunk);
+    }
     format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        "{}\n[kubectl {}: {status}]",
+        String::from_utf8_lossy(&out),
+        kubectl_args.join(" ")
     )
 }
 
@@ -376,8 +426,18 @@ fn logs_exec_attach_port_forward_run_and_the_node_view() {
     // exec -it with a terminal.
     let tty = with_terminal(
         &cluster,
-        "exec -it web -c web -- sh -c 'tty; echo hello-from-tty'",
-        20,
+        &[
+            "exec",
+            "-it",
+            "web",
+            "-c",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "tty; echo hello-from-tty",
+        ],
+        Duration::from_secs(30),
     );
     assert!(
         tty.contains("/dev/pts/") && tty.contains("hello-from-tty"),
@@ -465,8 +525,18 @@ fn logs_exec_attach_port_forward_run_and_the_node_view() {
     // kubectl run -it --rm.
     let run = with_terminal(
         &cluster,
-        "run -it --rm --restart=Never --image=busybox t -- echo hi-from-run",
-        60,
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "--restart=Never",
+            "--image=busybox",
+            "t",
+            "--",
+            "echo",
+            "hi-from-run",
+        ],
+        Duration::from_secs(60),
     );
     assert!(run.contains("hi-from-run"), "{run}");
     assert!(run.contains("pod \"t\" deleted"), "{run}");
