@@ -7,7 +7,14 @@ paths are measured in turn, `--rounds` times (default 3): on a shared machine
 the load drifts, so each round's ratios compare paths measured seconds apart,
 and the reported figures are medians over the rounds (every round is kept in
 the JSON). All traffic stays inside namespaces this script creates;
-everything is removed at the end."""
+everything is removed at the end.
+
+Each round also measures a bare path: the same kernel pieces as a podnet
+pod path (pods on a bridge, nodes joined by a flannel-style VXLAN device over
+an underlay bridge in a namespace of its own, the same MTUs), built by hand
+with no firewall hooks at all (bridge netfilter off, no nftables). The pod
+figures against it show what podnet's own rules and settings cost; the bare
+figures against the veth pair show what the topology itself costs."""
 import argparse, shutil, json, os, statistics, subprocess, sys, tempfile, time
 
 def sh(cmd, **kw):
@@ -89,6 +96,67 @@ def veth_baseline(seconds):
     a, b = VETH_NETNS
     return iperf(["ip", "netns", "exec", b], ["ip", "netns", "exec", a], "10.250.0.2", seconds)
 
+BARE = "netbench-%d" % os.getpid()
+
+def bare_ns(name):
+    return "%s-%s" % (BARE, name)
+
+BARE_NAMESPACES = ["ul", "n1", "n2", "p1", "p2", "p3"]
+
+def bare_up():
+    """Underlay bridge ul0 in its own namespace; nodes n1 and n2 with eth0 on
+    it (10.252.0.N), bridge br0 (10.253.N.1/24), VXLAN vx0 (VNI 1, port 8472,
+    nolearning, static neighbour + FDB + onlink route per remote node, as
+    flannel does); pods p1, p2 on n1 and p3 on n2, MTU 1450."""
+    ip = lambda ns, *args: sh(["ip", "-n", bare_ns(ns)] + list(args))
+    sysctl = lambda ns, setting: sh(["ip", "netns", "exec", bare_ns(ns), "sysctl", "-qw", setting])
+    for ns in BARE_NAMESPACES:
+        sh(["ip", "netns", "add", bare_ns(ns)])
+        sysctl(ns, "net.bridge.bridge-nf-call-iptables=0")
+        ip(ns, "link", "set", "lo", "up")
+    ip("ul", "link", "add", "ul0", "type", "bridge")
+    ip("ul", "link", "set", "ul0", "up")
+    mac = lambda n: "02:00:00:00:0%d:00" % n
+    for n in (1, 2):
+        node = "n%d" % n
+        ip(node, "link", "add", "eth0", "type", "veth", "peer", "name", node, "netns", bare_ns("ul"))
+        ip("ul", "link", "set", node, "master", "ul0", "up")
+        ip(node, "addr", "add", "10.252.0.%d/24" % n, "dev", "eth0")
+        ip(node, "link", "set", "eth0", "up")
+        sysctl(node, "net.ipv4.ip_forward=1")
+        ip(node, "link", "add", "br0", "type", "bridge")
+        ip(node, "addr", "add", "10.253.%d.1/24" % n, "dev", "br0")
+        ip(node, "link", "add", "vx0", "address", mac(n), "mtu", "1450", "type", "vxlan", "id", "1",
+           "local", "10.252.0.%d" % n, "dstport", "8472", "nolearning", "udpcsum")
+        ip(node, "addr", "add", "10.253.%d.0/32" % n, "dev", "vx0")
+        ip(node, "link", "set", "vx0", "up")
+    for n, other in ((1, 2), (2, 1)):
+        node = "n%d" % n
+        ip(node, "neigh", "add", "10.253.%d.0" % other, "lladdr", mac(other), "dev", "vx0", "nud", "permanent")
+        sh(["bridge", "-n", bare_ns(node), "fdb", "append", mac(other), "dev", "vx0", "dst", "10.252.0.%d" % other])
+        ip(node, "route", "add", "10.253.%d.0/24" % other, "via", "10.253.%d.0" % other, "dev", "vx0", "onlink")
+    for pod, n, host in (("p1", 1, 2), ("p2", 1, 3), ("p3", 2, 2)):
+        node = "n%d" % n
+        ip(node, "link", "add", "veth" + pod, "mtu", "1450", "type", "veth", "peer", "name", "eth0", "netns",
+           bare_ns(pod))
+        ip(node, "link", "set", "veth" + pod, "master", "br0", "up")
+        ip(pod, "addr", "add", "10.253.%d.%d/24" % (n, host), "dev", "eth0")
+        ip(pod, "link", "set", "eth0", "mtu", "1450", "up")
+        ip(pod, "route", "add", "default", "via", "10.253.%d.1" % n)
+    for n in (1, 2):
+        ip("n%d" % n, "link", "set", "br0", "mtu", "1450", "up")
+
+def bare_down():
+    for ns in BARE_NAMESPACES:
+        subprocess.run(["ip", "netns", "del", bare_ns(ns)], capture_output=True)
+
+def bare_paths(seconds):
+    """(same node, cross node) on the bare path, both to p1."""
+    server = ["ip", "netns", "exec", bare_ns("p1")]
+    same = iperf(server, ["ip", "netns", "exec", bare_ns("p2")], "10.253.1.2", seconds)
+    cross = iperf(server, ["ip", "netns", "exec", bare_ns("p3")], "10.253.1.2", seconds)
+    return same, cross
+
 def pod_netns(node_root, ip):
     netns_dir = os.path.join(node_root, "run/netns")
     for name in os.listdir(netns_dir):
@@ -130,8 +198,10 @@ def main():
         other_ns = pod_netns(node_root(nodes[1]), ip("other"))
         server = ["nsenter", "--net=" + server_ns]
         veth_pair_up()
+        bare_up()
         for _ in range(args.rounds):
             veth, veth_cost = veth_baseline(args.seconds)
+            (bare_same, bare_same_cost), (bare_cross, bare_cross_cost) = bare_paths(args.seconds)
             same, same_cost = iperf(server, ["nsenter", "--net=" + same_ns], ip("server"), args.seconds)
             cross, cross_cost = iperf(server, ["nsenter", "--net=" + other_ns], ip("server"), args.seconds)
             results["rounds"].append({"veth_pair_gbps": veth, "pod_same_node_gbps": same,
@@ -142,20 +212,33 @@ def main():
                                       "pod_same_node_cpu_ms_per_gb": same_cost,
                                       "pod_cross_node_cpu_ms_per_gb": cross_cost,
                                       "same_node_cost_vs_veth": round(same_cost / veth_cost, 3),
-                                      "cross_node_cost_vs_veth": round(cross_cost / veth_cost, 3)})
-            print("round %d: veth %.2f  same node %.2f (%.3f)  cross node %.2f (%.3f) Gbit/s;"
-                  " CPU ms/GB veth %.0f same %.0f cross %.0f" % (
+                                      "cross_node_cost_vs_veth": round(cross_cost / veth_cost, 3),
+                                      "bare_same_node_gbps": bare_same, "bare_cross_node_gbps": bare_cross,
+                                      "bare_same_node_vs_veth": round(bare_same / veth, 3),
+                                      "bare_cross_node_vs_veth": round(bare_cross / veth, 3),
+                                      "same_node_vs_bare": round(same / bare_same, 3),
+                                      "cross_node_vs_bare": round(cross / bare_cross, 3),
+                                      "bare_same_node_cpu_ms_per_gb": bare_same_cost,
+                                      "bare_cross_node_cpu_ms_per_gb": bare_cross_cost})
+            print("round %d: veth %.2f  same node %.2f (%.3f)  cross node %.2f (%.3f)"
+                  "  bare same %.2f (%.3f)  bare cross %.2f (%.3f) Gbit/s;"
+                  " CPU ms/GB veth %.0f same %.0f cross %.0f bare same %.0f bare cross %.0f" % (
                 len(results["rounds"]), veth, same, same / veth, cross, cross / veth,
-                veth_cost, same_cost, cross_cost), file=sys.stderr)
+                bare_same, bare_same / veth, bare_cross, bare_cross / veth,
+                veth_cost, same_cost, cross_cost, bare_same_cost, bare_cross_cost), file=sys.stderr)
     finally:
         veth_pair_down()
+        bare_down()
         down = subprocess.run([args.podnet, "down", "--name", name], env=env, capture_output=True)
         if down.returncode == 0 or not os.path.exists(os.path.join(root, name)):
             shutil.rmtree(root, ignore_errors=True)
     # Medians over the rounds; the ratios are medians of each round's ratio.
     keys = ["veth_pair_gbps", "pod_same_node_gbps", "pod_cross_node_gbps", "same_node_vs_veth", "cross_node_vs_veth",
             "veth_pair_cpu_ms_per_gb", "pod_same_node_cpu_ms_per_gb", "pod_cross_node_cpu_ms_per_gb",
-            "same_node_cost_vs_veth", "cross_node_cost_vs_veth"]
+            "same_node_cost_vs_veth", "cross_node_cost_vs_veth",
+            "bare_same_node_gbps", "bare_cross_node_gbps", "bare_same_node_vs_veth", "bare_cross_node_vs_veth",
+            "same_node_vs_bare", "cross_node_vs_bare",
+            "bare_same_node_cpu_ms_per_gb", "bare_cross_node_cpu_ms_per_gb"]
     for key in keys:
         results[key] = round(statistics.median(r[key] for r in results["rounds"]), 3)
     with open(args.out, "w") as f:

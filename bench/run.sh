@@ -6,8 +6,10 @@
 #    all run, and their p50/p99); agent and server RSS with them running
 #    (bench/cluster.py -> bench/results/cluster.json)
 #  - CNI ADD+DEL: podnet-cni vs the reference bridge + host-local, same run,
-#    and ADD and DEL apart (cni_bench example -> bench/results/cni.json)
-#  - iperf3 pod-to-pod same node / across nodes vs a raw veth pair
+#    and ADD and DEL apart, and the kernel's own veth deletion that both DELs
+#    pay (cni_bench example -> bench/results/cni.json)
+#  - iperf3 pod-to-pod same node / across nodes vs a raw veth pair, and vs
+#    the same topology built by hand with no firewall hooks
 #    (bench/net.py -> bench/results/net.json)
 # Usage: bench/run.sh [PODS]   (default 100 pods)
 set -euo pipefail
@@ -32,6 +34,8 @@ for step in ("add", "del"):
     for plugin in ("podnet_cni", "reference"):
         key = "%s_%s" % (step, plugin)
         print("%-28s %s" % (key + "_ms", r[key]))
+print("%-28s %s" % ("kernel_veth_delete_ms", r["kernel_veth_delete"]))
+print("%-28s %s" % ("ratio beyond that delete", r["ratio_beyond_kernel_veth_delete"]))
 PY
 echo
 python3 bench/net.py --podnet "$target/release/podnet" --out bench/results/net.json || status=1

@@ -4,10 +4,16 @@
 //! creates (a "node" namespace holding cni0 and one pod namespace), removed
 //! at the end. Prints one JSON object.
 //!
+//! Each round also measures what both plugins' DEL cannot avoid: the
+//! kernel deleting a pod's veth (the same veth on the same bridge, created
+//! and deleted here over netlink with no plugin). Most of that time is the
+//! kernel waiting for an RCU grace period while it unregisters the two
+//! devices, so it is reported apart, with the ratio of what remains.
+//!
 //! Usage: cni_bench PODNET_CNI_BINARY [ROUNDS] [REFERENCE_DIR]
 
 use podnet_cni::CniInvoker;
-use podnet_netlink::OwnedNetns;
+use podnet_netlink::{NetlinkHandle, OwnedNetns};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,6 +47,26 @@ fn setup(name: &str, plugin_dir: PathBuf, plugin: serde_json::Value) -> Setup {
         _node: node,
         _root: root,
     }
+}
+
+/// The kernel's share of a DEL: a veth like a pod's (host end up on the
+/// setup's cni0, `eth0` inside the pod namespace, up, with an address),
+/// deleted from the pod side in one netlink request, as both plugins do.
+fn kernel_veth_delete(setup: &Setup, pod: &Path) -> Duration {
+    let node = NetlinkHandle::open_in(setup._node.path()).expect("netlink in the node namespace");
+    let inside = NetlinkHandle::open_in(pod).expect("netlink in the pod namespace");
+    let bridge = node
+        .link_by_name("cni0")
+        .expect("look up cni0")
+        .expect("cni0 exists after the warm-up ADD");
+    node.create_veth_pair_on_bridge("vethfloor", "eth0", pod, Some(1450), bridge.index, true)
+        .expect("create the veth");
+    inside
+        .configure_link("eth0", "10.244.1.250/24".parse().unwrap(), &[])
+        .expect("address on eth0, up");
+    let started = Instant::now();
+    assert!(inside.delete_link_by_name("eth0").expect("delete eth0"));
+    started.elapsed()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -94,6 +120,7 @@ fn main() {
     .expect("create the pod namespace");
     // Per plugin: ADD+DEL, ADD alone, DEL alone.
     let mut samples: Vec<[Vec<Duration>; 3]> = vec![Default::default(), Default::default()];
+    let mut veth_deletes = Vec::new();
     // Warm-up: the first ADD creates the bridge.
     for (_, setup) in &setups {
         setup
@@ -123,10 +150,15 @@ fn main() {
             samples[index][1].push(added);
             samples[index][2].push(total - added);
         }
+        veth_deletes.push(kernel_veth_delete(&setups[0].1, pod.path()));
     }
     let podnet = summary(samples[0][0].clone());
     let reference = summary(samples[1][0].clone());
     let ratio = podnet["mean_ms"].as_f64().unwrap() / reference["mean_ms"].as_f64().unwrap();
+    let floor = summary(veth_deletes);
+    let floor_ms = floor["mean_ms"].as_f64().unwrap();
+    let beyond = |total: &serde_json::Value| total["mean_ms"].as_f64().unwrap() - floor_ms;
+    let ratio_beyond = beyond(&podnet) / beyond(&reference);
     println!(
         "{}",
         json!({
@@ -138,6 +170,8 @@ fn main() {
             "add_reference": summary(samples[1][1].clone()),
             "del_podnet_cni": summary(samples[0][2].clone()),
             "del_reference": summary(samples[1][2].clone()),
+            "kernel_veth_delete": floor,
+            "ratio_beyond_kernel_veth_delete": (ratio_beyond * 1000.0).round() / 1000.0,
         })
     );
 }
