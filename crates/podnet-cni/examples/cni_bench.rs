@@ -1,6 +1,6 @@
 //! CNI ADD+DEL latency: podnet-cni against the reference bridge + host-local
 //! plugins with the configuration the agent writes for each, in the same
-//! run, rounds interleaved. Everything happens in namespaces this program
+//! run, rounds interleaved (which plugin goes first alternates). Everything happens in namespaces this program
 //! creates (a "node" namespace holding cni0 and one pod namespace), removed
 //! at the end. Prints one JSON object.
 //!
@@ -133,7 +133,12 @@ fn main() {
             .expect("DEL");
     }
     for round in 0..rounds {
-        for (index, (_, setup)) in setups.iter().enumerate() {
+        // Which plugin goes first alternates: the kernel's share of a DEL
+        // depends on where the RCU grace period stands, which the previous
+        // DEL moved.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            let setup = &setups[index].1;
             let id = format!("bench{round}");
             let started = Instant::now();
             setup
