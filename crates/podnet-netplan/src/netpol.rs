@@ -1222,27 +1222,30 @@ pub fn render_update(old: &NetpolRuleset, new: &NetpolRuleset, with_skeleton: bo
             }
         }
     }
-    // 3. Dispatch maps.
+    // 3. Dispatch maps, element by element: keys that left or now point
+    //    elsewhere are deleted, then new and repointed keys added (one
+    //    transaction, so a repointed pod is never without its entry).
     for (map, verdict, old_map, new_map) in [
         ("ingress-pods", "goto", &old.ingress_pods, &new.ingress_pods),
         ("egress-pods", "jump", &old.egress_pods, &new.egress_pods),
     ] {
-        let unchanged_or_added = old_map
+        let gone: Vec<String> = old_map
             .iter()
-            .all(|(ip, chain)| new_map.get(ip) == Some(chain));
-        let elements: Vec<String> = if unchanged_or_added {
-            new_map
-                .iter()
-                .filter(|(ip, _)| !old_map.contains_key(*ip))
-                .map(|(ip, chain)| map_element(ip, verdict, chain))
-                .collect()
-        } else {
-            let _ = writeln!(out, "flush map inet {t} {map}");
-            new_map
-                .iter()
-                .map(|(ip, chain)| map_element(ip, verdict, chain))
-                .collect()
-        };
+            .filter(|(ip, chain)| new_map.get(*ip) != Some(*chain))
+            .map(|(ip, _)| ip.to_string())
+            .collect();
+        for chunk in gone.chunks(1000) {
+            let _ = writeln!(
+                out,
+                "delete element inet {t} {map} {{ {} }}",
+                chunk.join(", ")
+            );
+        }
+        let elements: Vec<String> = new_map
+            .iter()
+            .filter(|(ip, chain)| old_map.get(*ip) != Some(*chain))
+            .map(|(ip, chain)| map_element(ip, verdict, chain))
+            .collect();
         render_elements(
             &mut out,
             "map",
@@ -1430,7 +1433,7 @@ mod tests {
         .assert_eq(&render_update(&before, &only_deny, false));
         // Deleting everything: map entries, chains, sets.
         expect![[r#"
-            flush map inet podnet-netpol ingress-pods
+            delete element inet podnet-netpol ingress-pods { 10.244.0.2, 10.244.0.3 }
             flush chain inet podnet-netpol ing_10.244.0.2
             delete chain inet podnet-netpol ing_10.244.0.2
             flush chain inet podnet-netpol ing_10.244.0.3
@@ -1488,8 +1491,7 @@ mod tests {
         let one = plan_netpol(&input(vec![from_y("one", "a")]));
         let two = plan_netpol(&input(vec![from_y("one", "a"), from_y("two", "b")]));
         expect![[r#"
-            flush map inet podnet-netpol ingress-pods
-            add map inet podnet-netpol ingress-pods { type ipv4_addr : verdict; elements = { 10.244.0.2 : goto ing_10.244.0.2 } }
+            delete element inet podnet-netpol ingress-pods { 10.244.0.3 }
             flush chain inet podnet-netpol ing_10.244.0.3
             delete chain inet podnet-netpol ing_10.244.0.3
         "#]]
