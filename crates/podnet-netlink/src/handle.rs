@@ -192,18 +192,10 @@ impl NetlinkHandle {
 
     /// Opens a handle in the namespace pinned at `netns_path`.
     pub fn open_in(netns_path: &Path) -> Result<NetlinkHandle> {
-        let label = netns_path.display().to_string();
-        let socket = netns::in_netns(netns_path, NetlinkSocket::open)?.map_err(|source| {
-            NetlinkError::Socket {
-                netns: label.clone(),
-                source,
-            }
-        })?;
-        Ok(NetlinkHandle {
-            socket,
-            netns_path: Some(netns_path.to_path_buf()),
-            netns_label: label,
-        })
+        Self::opened_in(
+            netns_path,
+            netns::in_netns(netns_path, NetlinkSocket::open)?,
+        )
     }
 
     /// Opens a handle in the namespace pinned at `netns_path` by switching
@@ -213,13 +205,18 @@ impl NetlinkHandle {
     /// back fails the thread stays in the other namespace, so the error
     /// must end the process.
     pub fn open_in_this_thread(netns_path: &Path) -> Result<NetlinkHandle> {
-        let label = netns_path.display().to_string();
         let own_path = Path::new("/proc/thread-self/ns/net");
         let own = netns::open_netns(own_path)?;
         let target = netns::open_netns(netns_path)?;
         netns::enter_netns(&target, netns_path)?;
         let opened = NetlinkSocket::open();
         netns::enter_netns(&own, own_path)?;
+        Self::opened_in(netns_path, opened)
+    }
+
+    /// The handle for a socket opened inside the namespace at `netns_path`.
+    fn opened_in(netns_path: &Path, opened: io::Result<NetlinkSocket>) -> Result<NetlinkHandle> {
+        let label = netns_path.display().to_string();
         let socket = opened.map_err(|source| NetlinkError::Socket {
             netns: label.clone(),
             source,
