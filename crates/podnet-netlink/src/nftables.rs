@@ -402,10 +402,13 @@ fn table_and_name(text: &str) -> Option<(&str, &str, &str)> {
     Some((table, name, rest))
 }
 
-fn table_and_chain(table: &str, chain: &str) -> Vec<u8> {
+/// The attributes naming an object of `table`: the table (attribute 1),
+/// then the name under `name_kind`: 3 for a chain, 2 for a rule's chain,
+/// a set, or the set of a list of elements.
+fn in_table(table: &str, name_kind: u16, name: &str) -> Vec<u8> {
     let mut attributes = Vec::new();
     put_string(&mut attributes, 1, table);
-    put_string(&mut attributes, 3, chain);
+    put_string(&mut attributes, name_kind, name);
     attributes
 }
 
@@ -430,9 +433,7 @@ fn element_list(
     elements: &[(Vec<u8>, Option<Verdict>)],
     with_data: bool,
 ) -> Vec<u8> {
-    let mut attributes = Vec::new();
-    put_string(&mut attributes, 1, table);
-    put_string(&mut attributes, 2, set);
+    let mut attributes = in_table(table, 2, set);
     let mut list = Vec::new();
     for (key, verdict) in elements {
         let mut element = Vec::new();
@@ -454,7 +455,7 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
         return tail.is_empty().then(|| Message {
             kind: NFT_MSG_NEWCHAIN,
             flags: NLM_F_CREATE,
-            attributes: table_and_chain(table, chain),
+            attributes: in_table(table, 3, chain),
             description: format!("add chain ip {table} {chain}"),
         });
     }
@@ -463,19 +464,16 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
         return tail.is_empty().then(|| Message {
             kind: NFT_MSG_DELCHAIN,
             flags: 0,
-            attributes: table_and_chain(table, chain),
+            attributes: in_table(table, 3, chain),
             description: format!("delete chain ip {table} {chain}"),
         });
     }
     if let Some(rest) = line.strip_prefix("flush chain ") {
         let (table, chain, tail) = table_and_name(rest)?;
-        let mut attributes = Vec::new();
-        put_string(&mut attributes, 1, table);
-        put_string(&mut attributes, 2, chain);
         return tail.is_empty().then(|| Message {
             kind: NFT_MSG_DELRULE,
             flags: 0,
-            attributes,
+            attributes: in_table(table, 2, chain),
             description: format!("flush chain ip {table} {chain}"),
         });
     }
@@ -490,9 +488,7 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
         }
         let words: Vec<&str> = rule.split_whitespace().collect();
         let expressions = RuleBuilder::build(&words)?;
-        let mut attributes = Vec::new();
-        put_string(&mut attributes, 1, table);
-        put_string(&mut attributes, 2, chain);
+        let mut attributes = in_table(table, 2, chain);
         put_nested(&mut attributes, 4, &expressions);
         if let Some(comment) = comment {
             // NFTNL_UDATA_RULE_COMMENT: type, length, text with its NUL.
@@ -516,9 +512,7 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
             .strip_suffix("s; }")?
             .parse()
             .ok()?;
-        let mut attributes = Vec::new();
-        put_string(&mut attributes, 1, table);
-        put_string(&mut attributes, 2, set);
+        let mut attributes = in_table(table, 2, set);
         // NFT_SET_TIMEOUT | NFT_SET_EVAL
         put_be32(&mut attributes, 3, 0x30);
         // key: ipv4_addr (nft's type 7), 4 bytes
@@ -541,13 +535,10 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
     }
     if let Some(rest) = line.strip_prefix("delete set ") {
         let (table, set, tail) = table_and_name(rest)?;
-        let mut attributes = Vec::new();
-        put_string(&mut attributes, 1, table);
-        put_string(&mut attributes, 2, set);
         return tail.is_empty().then(|| Message {
             kind: NFT_MSG_DELSET,
             flags: 0,
-            attributes,
+            attributes: in_table(table, 2, set),
             description: line.to_string(),
         });
     }
