@@ -610,22 +610,12 @@ table ip podnet-proxy-40 {
 	}
 }
 ";
-    let output = netns.inside(move || {
-        use std::io::Write;
-        let mut child = std::process::Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(old.as_bytes())
-            .unwrap();
-        child.wait().unwrap()
-    });
-    assert!(output.success());
+    let output = run_in_netns(&netns.path, "nft", &["-f", "-"], Some(old)).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut planner = ProxyPlanner::new(ProxyMode::Nftables, context());
     let web = service("web", "10.96.0.20", 80, None);
     set(&mut planner, &web, &[slice("web", &["10.244.1.5"])]);
