@@ -513,6 +513,17 @@ mod tests {
         ]
     }
 
+    /// node-0's plan with the defaults: vxlan, underlay MTU 1500, offload on.
+    fn vxlan_on_node_0(nodes: Vec<OverlayNode>) -> OverlayInput {
+        OverlayInput {
+            this_node: "node-0".to_string(),
+            backend: OverlayBackend::Vxlan,
+            underlay_mtu: 1500,
+            vxlan_tx_checksum_offload: true,
+            nodes,
+        }
+    }
+
     fn check(input: OverlayInput, expected: Expect) {
         expected.assert_eq(&plan_overlay(&input).to_string());
     }
@@ -520,13 +531,7 @@ mod tests {
     #[test]
     fn vxlan_plan_has_device_and_one_neighbour_fdb_route_per_remote_node() {
         check(
-            OverlayInput {
-                this_node: "node-0".to_string(),
-                backend: OverlayBackend::Vxlan,
-                underlay_mtu: 1500,
-                vxlan_tx_checksum_offload: true,
-                nodes: three_nodes(),
-            },
+            vxlan_on_node_0(three_nodes()),
             expect![[r#"
                 link flannel.1 type vxlan id 1 local 172.18.0.1 dstport 8472 nolearning mtu 1450 address 02:00:00:00:00:01
                 ethtool -K flannel.1 tx on
@@ -598,13 +603,7 @@ mod tests {
         let mut nodes = three_nodes();
         nodes[0].pod_cidr = None;
         check(
-            OverlayInput {
-                this_node: "node-0".to_string(),
-                backend: OverlayBackend::Vxlan,
-                underlay_mtu: 1500,
-                vxlan_tx_checksum_offload: true,
-                nodes,
-            },
+            vxlan_on_node_0(nodes),
             expect![[r#"
                 skipped node-0: this node has no podCIDR or InternalIP yet: no vxlan device
             "#]],
@@ -613,13 +612,7 @@ mod tests {
 
     #[test]
     fn vxlan_notrack_script_matches_the_tunnel_address_or_removes_the_table() {
-        let mut input = OverlayInput {
-            this_node: "node-0".to_string(),
-            backend: OverlayBackend::Vxlan,
-            underlay_mtu: 1500,
-            vxlan_tx_checksum_offload: true,
-            nodes: three_nodes(),
-        };
+        let mut input = vxlan_on_node_0(three_nodes());
         expect![[r#"
             table ip podnet-overlay {}
             delete table ip podnet-overlay
