@@ -124,6 +124,11 @@ fn auto_offload_notrack_and_plain_underlay_carry_bulk_tcp_intact() {
     // The tunnel's own packets left no conntrack entries on either node.
     for node in [node1, format!("{}-node2", cluster.name)] {
         let output = cluster.node_exec(&node, &["conntrack", "-L", "-p", "udp"]);
+        assert!(
+            output.status.success(),
+            "conntrack -L on {node}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let entries = stdout(&output);
         assert!(
             !entries.contains("dport=8472"),
