@@ -76,26 +76,28 @@ fn with_terminal(cluster: &Cluster, kubectl_args: &[&str], limit: Duration) -> S
             }
         }
     });
+    // The reader's channel closes once kubectl (the terminal's last holder)
+    // has exited and everything it wrote has been read.
     let deadline = Instant::now() + limit;
     let mut out = Vec::new();
-    let status = loop {
-        while let Ok(chunk) = rx.try_recv() {
-            out.extend(chunk);
+    let mut killed = false;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => out.extend(chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                killed = true;
+                break;
+            }
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            break format!("{status}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break format!("killed after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // What kubectl wrote just before it exited.
-    while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(2)) {
-        out.extend(chunk);
     }
+    let exited = child.wait().unwrap();
+    let status = if killed {
+        format!("killed after {limit:?}")
+    } else {
+        exited.to_string()
+    };
     format!(
         "{}\n[kubectl {}: {status}]",
         String::from_utf8_lossy(&out),
