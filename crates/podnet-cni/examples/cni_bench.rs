@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 struct Setup {
     invoker: CniInvoker,
-    _node: OwnedNetns,
+    node: OwnedNetns,
     _root: tempfile::TempDir,
 }
 
@@ -44,7 +44,7 @@ fn setup(name: &str, plugin_dir: PathBuf, plugin: serde_json::Value) -> Setup {
     );
     Setup {
         invoker,
-        _node: node,
+        node,
         _root: root,
     }
 }
@@ -52,21 +52,51 @@ fn setup(name: &str, plugin_dir: PathBuf, plugin: serde_json::Value) -> Setup {
 /// The kernel's share of a DEL: a veth like a pod's (host end up on the
 /// setup's cni0, `eth0` inside the pod namespace, up, with an address),
 /// deleted from the pod side in one netlink request, as both plugins do.
-fn kernel_veth_delete(setup: &Setup, pod: &Path) -> Duration {
-    let node = NetlinkHandle::open_in(setup._node.path()).expect("netlink in the node namespace");
-    let inside = NetlinkHandle::open_in(pod).expect("netlink in the pod namespace");
-    let bridge = node
-        .link_by_name("cni0")
-        .expect("look up cni0")
-        .expect("cni0 exists after the warm-up ADD");
-    node.create_veth_pair_on_bridge("vethfloor", "eth0", pod, Some(1450), bridge.index, true)
-        .expect("create the veth");
-    inside
-        .configure_link("eth0", "10.244.1.250/24".parse().unwrap(), &[])
-        .expect("address on eth0, up");
-    let started = Instant::now();
-    assert!(inside.delete_link_by_name("eth0").expect("delete eth0"));
-    started.elapsed()
+/// The handles and cni0's index are looked up once.
+struct VethDelete {
+    node: NetlinkHandle,
+    inside: NetlinkHandle,
+    pod: PathBuf,
+    bridge_index: u32,
+}
+
+impl VethDelete {
+    fn new(node_netns: &Path, pod: &Path) -> VethDelete {
+        let node = NetlinkHandle::open_in(node_netns).expect("netlink in the node namespace");
+        let bridge_index = node
+            .link_by_name("cni0")
+            .expect("look up cni0")
+            .expect("cni0 exists after the warm-up ADD")
+            .index;
+        VethDelete {
+            node,
+            inside: NetlinkHandle::open_in(pod).expect("netlink in the pod namespace"),
+            pod: pod.to_path_buf(),
+            bridge_index,
+        }
+    }
+
+    fn measure(&self) -> Duration {
+        self.node
+            .create_veth_pair_on_bridge(
+                "vethfloor",
+                "eth0",
+                &self.pod,
+                Some(1450),
+                self.bridge_index,
+                true,
+            )
+            .expect("create the veth");
+        self.inside
+            .configure_link("eth0", "10.244.1.250/24".parse().unwrap(), &[])
+            .expect("address on eth0, up");
+        let started = Instant::now();
+        assert!(self
+            .inside
+            .delete_link_by_name("eth0")
+            .expect("delete eth0"));
+        started.elapsed()
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -132,6 +162,7 @@ fn main() {
             .del("warm", Some(pod.path()), "eth0", &[])
             .expect("DEL");
     }
+    let veth_delete = VethDelete::new(setups[0].1.node.path(), pod.path());
     for round in 0..rounds {
         // Which plugin goes first alternates: the kernel's share of a DEL
         // depends on where the RCU grace period stands, which the previous
@@ -155,7 +186,7 @@ fn main() {
             samples[index][1].push(added);
             samples[index][2].push(total - added);
         }
-        veth_deletes.push(kernel_veth_delete(&setups[0].1, pod.path()));
+        veth_deletes.push(veth_delete.measure());
     }
     let podnet = summary(samples[0][0].clone());
     let reference = summary(samples[1][0].clone());
