@@ -128,11 +128,18 @@ pub fn pod_resolv_conf(pod: &Pod, node: &ResolvConf, cluster: &ClusterDns) -> Re
     conf
 }
 
+/// The pod's hostname: `spec.hostname`, else its name.
+pub fn pod_hostname(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.hostname.clone())
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
+}
+
 /// The kubelet-managed /etc/hosts of a pod.
 pub fn pod_hosts_file(pod: &Pod, pod_ip: &str, cluster: &ClusterDns) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
-    let name = pod.metadata.name.as_deref().unwrap_or("");
-    let hostname = spec.hostname.clone().unwrap_or_else(|| name.to_string());
+    let hostname = pod_hostname(pod);
     let mut text = String::from(
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );

@@ -8,7 +8,7 @@ use crate::backend::{
     ContainerBackend, ContainerLaunch, ImageInfo, Mount, RuntimeContainer, RuntimeState, Sandbox,
     SandboxBackend, SandboxRequest,
 };
-use crate::dns::{pod_hosts_file, pod_resolv_conf, ClusterDns, ResolvConf};
+use crate::dns::{pod_hostname, pod_hosts_file, pod_resolv_conf, ClusterDns, ResolvConf};
 use crate::probes::{ProbeEvent, ProbeKind, ProbePlan, ProbeSink, ProbeTarget, Prober};
 use crate::status::{pod_status, ContainerObservation, ObservedState, PodObservation, Terminated};
 use crate::AgentError;
@@ -354,6 +354,22 @@ impl PodManager {
         if let Some(sandbox) = self.load_sandbox(&uid) {
             return Ok(sandbox);
         }
+        // A new sandbox: the pod's files that do not depend on its IP are
+        // written on another thread meanwhile (the pass after the sandbox
+        // then finds them in place and only writes `hosts`).
+        let early_files = self.write_files_without_ip_early(pod);
+        let created = self.create_sandbox(pod, uid, slot).await;
+        // Its errors come back from that pass, which repeats it.
+        let _ = early_files.await;
+        created
+    }
+
+    async fn create_sandbox(
+        &self,
+        pod: &Pod,
+        uid: String,
+        slot: &mut StartSlot,
+    ) -> Result<Sandbox, AgentError> {
         self.take_start_slot(slot).await;
         let pod_dir = self.pod_dir(&uid);
         std::fs::create_dir_all(&pod_dir).map_err(|e| AgentError::io(&pod_dir, e))?;
@@ -379,16 +395,12 @@ impl PodManager {
             Err(_) => new_sandbox_id(),
         };
         std::fs::write(&intent, &id).map_err(|e| AgentError::io(&intent, e))?;
-        let spec = pod.spec.clone().unwrap_or_default();
         let request = SandboxRequest {
             id,
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             pod_name: pod.metadata.name.clone().unwrap_or_default(),
             pod_uid: uid.clone(),
-            hostname: spec
-                .hostname
-                .clone()
-                .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
+            hostname: pod_hostname(pod),
             pod_dir: pod_dir.clone(),
         };
         let sandboxes = self.sandboxes.clone();
@@ -457,19 +469,7 @@ impl PodManager {
         let mut slot: StartSlot = None;
         // Where a pod start's time goes (debug log `pod start phases`).
         let mut phases = StartPhases::new();
-        // A new sandbox: the pod's files that do not depend on its IP are
-        // written on another thread meanwhile (the pass after the sandbox
-        // then finds them in place and only writes `hosts`).
-        let early_files = self
-            .load_sandbox(&uid)
-            .is_none()
-            .then(|| self.write_files_without_ip_early(pod));
-        let sandbox = self.ensure_sandbox(pod, &mut slot).await;
-        if let Some(early_files) = early_files {
-            // Its errors come back from the pass below, which repeats it.
-            let _ = early_files.await;
-        }
-        let sandbox = match sandbox {
+        let sandbox = match self.ensure_sandbox(pod, &mut slot).await {
             Ok(sandbox) => sandbox,
             Err(error) => {
                 observation.sandbox_error = Some(format!("failed to create pod sandbox: {error}"));
@@ -1047,14 +1047,6 @@ fn write_files_without_ip(
     Ok((resolv_path, hostname))
 }
 
-/// The pod's hostname: `spec.hostname`, else its name.
-fn pod_hostname(pod: &Pod) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|spec| spec.hostname.clone())
-        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
-}
-
 fn new_sandbox_id() -> String {
     format!("cni-{}", uuid::Uuid::new_v4())
 }
@@ -1257,7 +1249,6 @@ fn build_launch(
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let uid = pod_key(pod);
-    let spec = pod.spec.clone().unwrap_or_default();
     let mut env: Vec<String> = image.env.clone();
     env.extend(crate::service_account::pod_env());
     let mut env_map: HashMap<String, String> = HashMap::new();
@@ -1273,10 +1264,7 @@ fn build_launch(
         env.push(format!("{}={value}", variable.name));
     }
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-        env.push(format!(
-            "HOSTNAME={}",
-            spec.hostname.clone().unwrap_or_else(|| name.clone())
-        ));
+        env.push(format!("HOSTNAME={}", pod_hostname(pod)));
     }
     let mut mounts = vec![
         Mount {
@@ -1359,7 +1347,7 @@ fn build_launch(
             .working_dir
             .clone()
             .or_else(|| image.working_dir.clone()),
-        hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
+        hostname: pod_hostname(pod),
         sandbox: context.sandbox.clone(),
         mounts,
         tty: container.tty.unwrap_or(false),
