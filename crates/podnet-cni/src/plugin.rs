@@ -267,7 +267,7 @@ fn attach(
         Err(podnet_netlink::NetlinkError::Kernel { source, .. })
             if source.raw_os_error() == Some(libc::EEXIST) =>
         {
-            node.delete_link_by_name(host_veth)?;
+            node.delete_link(host_veth)?;
             create()?
         }
         Err(error) => return Err(error.into()),
@@ -285,7 +285,8 @@ fn attach(
             Some(RouteSpec {
                 destination: route.dst,
                 gateway: Some(gateway_for_route),
-                device: Some(ifname.to_string()),
+                // configure_link routes through the link it configures.
+                device: None,
                 onlink: false,
                 scope_link: false,
                 protocol: 4,
@@ -317,16 +318,14 @@ fn delete(environment: &CniEnvironment, config: &PluginConfig) -> Result<(), Cni
         .as_deref()
         .filter(|path| podnet_netlink::is_netns(path))
     {
-        if let Err(error) = NetlinkHandle::open_in_this_thread(netns)
-            .and_then(|pod| pod.delete_link_by_name(ifname))
+        if let Err(error) =
+            NetlinkHandle::open_in_this_thread(netns).and_then(|pod| pod.delete_link(ifname))
         {
             first_error.get_or_insert(CniError::from(error));
         }
     }
     let host_veth = host_veth_name(container_id, ifname);
-    if let Err(error) =
-        NetlinkHandle::current().and_then(|node| node.delete_link_by_name(&host_veth))
-    {
+    if let Err(error) = NetlinkHandle::current().and_then(|node| node.delete_link(&host_veth)) {
         first_error.get_or_insert(CniError::from(error));
     }
     allocator.release(container_id, ifname)?;

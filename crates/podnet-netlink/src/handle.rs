@@ -293,26 +293,9 @@ impl NetlinkHandle {
             })
     }
 
-    /// Deletes a link; `Ok(false)` when it did not exist.
-    pub fn delete_link(&self, name: &str) -> Result<bool> {
-        let Some(link) = self.link_by_name(name)? else {
-            return Ok(false);
-        };
-        let mut message = LinkMessage::default();
-        message.header.index = link.index;
-        match self
-            .socket
-            .request(RouteNetlinkMessage::DelLink(message), 0)
-        {
-            Ok(_) => Ok(true),
-            Err(error) if is_errno(&error, libc::ENODEV) => Ok(false),
-            Err(source) => Err(self.kernel_error(format!("link {name}"), "delete", source)),
-        }
-    }
-
     /// Deletes a link by name in one request (no lookup first);
     /// `Ok(false)` when it did not exist.
-    pub fn delete_link_by_name(&self, name: &str) -> Result<bool> {
+    pub fn delete_link(&self, name: &str) -> Result<bool> {
         let message = LinkUnspec::new_with_name(name).build();
         match self
             .socket
