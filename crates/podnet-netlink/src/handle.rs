@@ -651,7 +651,8 @@ impl NetlinkHandle {
     }
 
     /// Makes a VXLAN device match `spec` (recreating it if its identity —
-    /// VNI, local IP, port — differs), up, with TX checksum offload off.
+    /// VNI, local IP, port — differs), up, with TX checksum offload as
+    /// `spec` says.
     pub fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<Link> {
         if let Some(link) = self.link_by_name(&spec.name)? {
             let wanted_identity = (spec.vni, Some(spec.local_ip), Some(spec.port));
@@ -689,21 +690,24 @@ impl NetlinkHandle {
     /// Turns TX checksum offload on or off on a link (`ethtool -K NAME tx
     /// on|off`); nothing is written when it already is that way.
     pub fn set_tx_checksum_offload(&self, name: &str, on: bool) -> Result<()> {
-        if self.tx_checksum_offload_enabled(name)? == on {
-            return Ok(());
-        }
-        self.run_in_namespace(|| ethtool::set_tx_checksum_offload(name, on))?
-            .map_err(|source| {
-                self.kernel_error(
-                    format!("link {name}"),
-                    if on {
-                        "turn tx checksum offload on"
-                    } else {
-                        "turn tx checksum offload off"
-                    },
-                    source,
-                )
-            })
+        // One visit to the namespace for the read and the write.
+        self.run_in_namespace(|| {
+            if ethtool::tx_checksum_offload_enabled(name)? == on {
+                return Ok(());
+            }
+            ethtool::set_tx_checksum_offload(name, on)
+        })?
+        .map_err(|source| {
+            self.kernel_error(
+                format!("link {name}"),
+                if on {
+                    "turn tx checksum offload on"
+                } else {
+                    "turn tx checksum offload off"
+                },
+                source,
+            )
+        })
     }
 
     /// Reads whether TX checksum offload is on.
