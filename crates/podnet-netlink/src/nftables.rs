@@ -742,6 +742,20 @@ impl NftSocket {
             let mut socket = Socket::new(NETLINK_NETFILTER)?;
             socket.bind_auto()?;
             socket.connect(&SocketAddr::new(0, 0))?;
+            // Room for the largest batch sent in one message, set once.
+            let size = MAX_BATCH_BYTES as libc::c_int;
+            // SAFETY: plain setsockopt on a socket we own, with a correctly
+            // sized int. Best effort: the send reports a batch that does
+            // not fit.
+            unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUFFORCE,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
             Ok(socket)
         })?
         .map_err(|source| NetlinkError::Socket {
@@ -761,11 +775,6 @@ impl NftSocket {
     pub fn is_current(&self) -> bool {
         netns_identity(&self.netns).is_ok_and(|identity| identity == self.identity)
     }
-
-    /// The namespace file the socket was opened for.
-    pub fn netns(&self) -> &Path {
-        &self.netns
-    }
 }
 
 /// Sends the batch and returns the (sequence, errno) of every error
@@ -775,17 +784,6 @@ impl NftSocket {
 fn send_batch(socket: &Socket, bytes: &[u8]) -> io::Result<Vec<(u32, i32)>> {
     let mut buffer = vec![0u8; 1 << 16];
     let _ = drain(socket, &mut buffer)?;
-    let size = bytes.len().max(1 << 16) as libc::c_int;
-    // SAFETY: plain setsockopt on a socket we own, with a correctly sized int.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
     let sent = socket.send(bytes, 0)?;
     if sent != bytes.len() {
         return Err(io::Error::new(
@@ -857,12 +855,19 @@ delete chain ip podnet-proxy-03 endpoint-Y-default/web/tcp/http__10.244.1.5/8080
 ";
         let batch = NftBatch::from_script(script).unwrap();
         assert_eq!(batch.len(), 15);
+        // Batch begin, one message per line, batch end: each message's
+        // length leads to the next, and the last ends the buffer.
         let bytes = batch.encode();
-        assert_eq!(
-            u32::from_ne_bytes(bytes[0..4].try_into().unwrap()),
-            20,
-            "batch begin"
-        );
+        let mut offset = 0;
+        let mut messages = 0;
+        while offset < bytes.len() {
+            let length = u32::from_ne_bytes(bytes[offset..offset + 4].try_into().unwrap());
+            assert!(length >= 20, "message {messages} is {length} bytes");
+            offset += (length as usize).next_multiple_of(4);
+            messages += 1;
+        }
+        assert_eq!(offset, bytes.len());
+        assert_eq!(messages, batch.len() + 2);
     }
 
     #[test]
