@@ -288,14 +288,15 @@ pub fn decode_record(info: &ResourceInfo, record: &Record) -> Result<Value, ApiE
     Ok(obj)
 }
 
-fn encode(obj: &Value) -> Vec<u8> {
-    if obj.pointer("/metadata/resourceVersion").is_none() {
-        // Nothing to leave out (a create): no copy of the object.
-        return serde_json::to_vec(obj).expect("a JSON value always serializes");
+/// The stored form of `obj`: without its resourceVersion (the store's
+/// revision is the version), which is removed from `obj` itself. Every
+/// caller owns the object and sets the new version after the write, or
+/// drops the object on failure, so no copy is made.
+fn encode(obj: &mut Value) -> Vec<u8> {
+    if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("resourceVersion");
     }
-    let mut copy = obj.clone();
-    metadata_mut(&mut copy).remove("resourceVersion");
-    serde_json::to_vec(&copy).expect("a JSON value always serializes")
+    serde_json::to_vec(obj).expect("a JSON value always serializes")
 }
 
 fn set_resource_version(obj: &mut Value, revision: i64) {
@@ -721,7 +722,7 @@ impl Rest {
                 warnings,
             });
         }
-        let revision = match self.store.create(&key, &encode(&obj)) {
+        let revision = match self.store.create(&key, &encode(&mut obj)) {
             Ok(revision) => revision,
             Err(StoreError::AlreadyExists(_)) => return Err(already_exists(info, &name)),
             Err(e) => return Err(e.into()),
@@ -744,7 +745,7 @@ impl Rest {
             return Ok(());
         };
         let key = object_key(info, Some(namespace), "default");
-        let account = json!({
+        let mut account = json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": {
@@ -754,7 +755,7 @@ impl Rest {
                 "creationTimestamp": now_rfc3339(),
             },
         });
-        match self.store.create(&key, &encode(&account)) {
+        match self.store.create(&key, &encode(&mut account)) {
             Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -1024,7 +1025,10 @@ impl Rest {
         if options.dry_run {
             return Ok(Reply::ok(new));
         }
-        match self.store.update(key, &encode(&new), Some(old_revision)) {
+        match self
+            .store
+            .update(key, &encode(&mut new), Some(old_revision))
+        {
             Ok(revision) => {
                 set_resource_version(&mut new, revision);
                 Ok(Reply::ok(new))
@@ -1298,7 +1302,7 @@ impl Rest {
             list.push(condition);
         }
         let revision = resource_version(&old).unwrap_or(0);
-        match self.store.update(&key, &encode(&new), Some(revision)) {
+        match self.store.update(&key, &encode(&mut new), Some(revision)) {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) => {
                 return Err(conflict(pods, &name, MODIFIED_MESSAGE))
@@ -1458,7 +1462,7 @@ impl Rest {
                 warnings: Vec::new(),
             });
         }
-        match self.store.update(&key, &encode(&new), Some(revision)) {
+        match self.store.update(&key, &encode(&mut new), Some(revision)) {
             Ok(revision) => {
                 set_resource_version(&mut new, revision);
                 Ok(Reply {
