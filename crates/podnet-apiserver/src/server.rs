@@ -46,33 +46,38 @@ pub fn boxed_incoming(body: Incoming) -> Body {
 const COALESCED_FRAME: usize = 64 * 1024;
 
 pub(crate) fn streaming_body(mut receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
-    // Lines taken after the first, kept between frames so that joining
-    // allocates nothing but the frame itself, of exactly its size.
-    let mut more_lines: Vec<Bytes> = Vec::new();
+    // Kept between frames, so that joining allocates nothing but the frame
+    // itself, of exactly its size.
+    let mut lines: Vec<Bytes> = Vec::new();
     let stream = futures::stream::poll_fn(move |cx| {
         receiver.poll_recv(cx).map(|next| {
             next.map(|first| {
                 let mut size = first.len();
+                lines.push(first);
                 while size < COALESCED_FRAME {
                     let Ok(more) = receiver.try_recv() else { break };
                     size += more.len();
-                    more_lines.push(more);
+                    lines.push(more);
                 }
-                let frame = if more_lines.is_empty() {
-                    first
-                } else {
-                    let mut joined = bytes::BytesMut::with_capacity(size);
-                    joined.extend_from_slice(&first);
-                    for more in more_lines.drain(..) {
-                        joined.extend_from_slice(&more);
-                    }
-                    joined.freeze()
-                };
-                Ok::<_, std::io::Error>(Frame::data(frame))
+                Ok::<_, std::io::Error>(Frame::data(joined(&mut lines)))
             })
         })
     });
     StreamBody::new(stream).boxed()
+}
+
+/// The lines as one piece (emptying `lines`), allocated at its exact size;
+/// a single line is passed on without a copy.
+pub(crate) fn joined(lines: &mut Vec<Bytes>) -> Bytes {
+    if lines.len() == 1 {
+        return lines.pop().unwrap_or_default();
+    }
+    let size = lines.iter().map(Bytes::len).sum();
+    let mut joined = bytes::BytesMut::with_capacity(size);
+    for line in lines.drain(..) {
+        joined.extend_from_slice(&line);
+    }
+    joined.freeze()
 }
 
 /// Shared state of a running server.

@@ -397,7 +397,7 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
                             outgoing.push(render(&request, &wire, &mut first));
                         }
                     }
-                    if !outgoing.is_empty() && sender.send(joined(&mut outgoing)).await.is_err() {
+                    if !outgoing.is_empty() && sender.send(crate::server::joined(&mut outgoing)).await.is_err() {
                         return;
                     }
                     if ended {
@@ -412,19 +412,6 @@ pub fn start(rest: &Rest, request: WatchRequest) -> Result<mpsc::Receiver<Bytes>
 
 /// Most store events a watch takes from its queue at once.
 const EVENTS_PER_WAKE: usize = 256;
-
-/// The lines as one piece (emptying `lines`), allocated at its exact size.
-fn joined(lines: &mut Vec<Bytes>) -> Bytes {
-    if lines.len() == 1 {
-        return lines.pop().unwrap_or_default();
-    }
-    let size = lines.iter().map(Bytes::len).sum();
-    let mut joined = bytes::BytesMut::with_capacity(size);
-    for line in lines.drain(..) {
-        joined.extend_from_slice(&line);
-    }
-    joined.freeze()
-}
 
 fn bookmark_event(request: &WatchRequest, revision: i64, initial_end: bool) -> WatchEvent {
     let mut metadata = json!({"resourceVersion": revision.to_string()});
