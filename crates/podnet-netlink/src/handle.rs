@@ -538,12 +538,7 @@ impl NetlinkHandle {
             ),
         ];
         for route in routes {
-            let message = self.route_message(&RouteSpec {
-                device: None,
-                ..route.clone()
-            })?;
-            let mut message = message;
-            message.attributes.push(RouteAttribute::Oif(link.index));
+            let message = self.route_message(route, Some(link.index))?;
             batch.push((
                 RouteNetlinkMessage::NewRoute(message),
                 NLM_F_CREATE | NLM_F_REPLACE,
@@ -833,7 +828,9 @@ impl NetlinkHandle {
 
     // --------------------------------------------------------------- routes
 
-    fn route_message(&self, spec: &RouteSpec) -> Result<RouteMessage> {
+    /// The message for `spec`; its output interface is `device_index` when
+    /// given, else `spec.device` looked up by name.
+    fn route_message(&self, spec: &RouteSpec, device_index: Option<u32>) -> Result<RouteMessage> {
         let IpNet::V4(destination) = spec.destination else {
             return Err(self.kernel_error(
                 format!("route {}", spec.destination),
@@ -847,7 +844,9 @@ impl NetlinkHandle {
         if let Some(gateway) = spec.gateway {
             builder = builder.gateway(gateway);
         }
-        if let Some(device) = &spec.device {
+        if let Some(index) = device_index {
+            builder = builder.output_interface(index);
+        } else if let Some(device) = &spec.device {
             builder = builder.output_interface(self.require_link(device)?.index);
         }
         if spec.onlink {
@@ -872,7 +871,7 @@ impl NetlinkHandle {
 
     /// Adds a route (fails if present).
     pub fn add_route(&self, spec: &RouteSpec) -> Result<()> {
-        let message = self.route_message(spec)?;
+        let message = self.route_message(spec, None)?;
         self.socket
             .request(
                 RouteNetlinkMessage::NewRoute(message),
@@ -884,7 +883,7 @@ impl NetlinkHandle {
 
     /// Adds or replaces a route.
     pub fn replace_route(&self, spec: &RouteSpec) -> Result<()> {
-        let message = self.route_message(spec)?;
+        let message = self.route_message(spec, None)?;
         self.socket
             .request(
                 RouteNetlinkMessage::NewRoute(message),
