@@ -401,16 +401,7 @@ impl NetlinkHandle {
         mtu: Option<u32>,
     ) -> Result<()> {
         let target = netns::open_netns(peer_netns)?;
-        let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(target.as_raw_fd());
-        let mut builder = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(host_name.to_string());
-        if let Some(mtu) = mtu {
-            peer = peer.mtu(mtu);
-            builder = builder.mtu(mtu);
-        }
-        let message = builder
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-            .build();
+        let message = veth_message(host_name, peer_name, &target, mtu, None);
         self.socket
             .request(
                 RouteNetlinkMessage::NewLink(message),
@@ -448,18 +439,7 @@ impl NetlinkHandle {
         let target = netns::open_netns(peer_netns)?;
         // The peer cannot be created up: veth refuses to open an end whose
         // peer is not linked yet (ENOTCONN). configure_link brings it up.
-        let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(target.as_raw_fd());
-        let mut builder = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(host_name.to_string())
-            .controller(master_index)
-            .up();
-        if let Some(mtu) = mtu {
-            peer = peer.mtu(mtu);
-            builder = builder.mtu(mtu);
-        }
-        let create = builder
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-            .build();
+        let create = veth_message(host_name, peer_name, &target, mtu, Some(master_index));
         let mut batch = vec![(
             RouteNetlinkMessage::NewLink(create),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -1307,4 +1287,29 @@ fn parse_link(message: &LinkMessage) -> Link {
         }
     }
     link
+}
+
+/// The RTM_NEWLINK creating veth `host_name` here and `peer_name` directly
+/// in the namespace open as `peer_netns`, both with `mtu`; with
+/// `master_index`, the host end is on that bridge and up.
+fn veth_message(
+    host_name: &str,
+    peer_name: &str,
+    peer_netns: &std::fs::File,
+    mtu: Option<u32>,
+    master_index: Option<u32>,
+) -> LinkMessage {
+    let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_netns.as_raw_fd());
+    let mut builder = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host_name.to_string());
+    if let Some(master_index) = master_index {
+        builder = builder.controller(master_index).up();
+    }
+    if let Some(mtu) = mtu {
+        peer = peer.mtu(mtu);
+        builder = builder.mtu(mtu);
+    }
+    builder
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .build()
 }
