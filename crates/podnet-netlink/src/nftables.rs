@@ -450,32 +450,24 @@ fn element_list(
 /// One script line as a message; `sequence` (unique in the batch) also
 /// serves as the id the kernel wants for a new set.
 fn translate_line(line: &str, sequence: u32) -> Option<Message> {
-    if let Some(rest) = line.strip_prefix("add chain ") {
-        let (table, chain, tail) = table_and_name(rest)?;
-        return tail.is_empty().then(|| Message {
-            kind: NFT_MSG_NEWCHAIN,
-            flags: NLM_F_CREATE,
-            attributes: in_table(table, 3, chain),
-            description: format!("add chain ip {table} {chain}"),
-        });
-    }
-    if let Some(rest) = line.strip_prefix("delete chain ") {
-        let (table, chain, tail) = table_and_name(rest)?;
-        return tail.is_empty().then(|| Message {
-            kind: NFT_MSG_DELCHAIN,
-            flags: 0,
-            attributes: in_table(table, 3, chain),
-            description: format!("delete chain ip {table} {chain}"),
-        });
-    }
-    if let Some(rest) = line.strip_prefix("flush chain ") {
-        let (table, chain, tail) = table_and_name(rest)?;
-        return tail.is_empty().then(|| Message {
-            kind: NFT_MSG_DELRULE,
-            flags: 0,
-            attributes: in_table(table, 2, chain),
-            description: format!("flush chain ip {table} {chain}"),
-        });
+    // Lines that name one object and nothing more: (prefix, message kind,
+    // flags, attribute of the name).
+    const NAMING_ONE_OBJECT: [(&str, u16, u16, u16); 4] = [
+        ("add chain ", NFT_MSG_NEWCHAIN, NLM_F_CREATE, 3),
+        ("delete chain ", NFT_MSG_DELCHAIN, 0, 3),
+        ("flush chain ", NFT_MSG_DELRULE, 0, 2),
+        ("delete set ", NFT_MSG_DELSET, 0, 2),
+    ];
+    for (prefix, kind, flags, name_kind) in NAMING_ONE_OBJECT {
+        if let Some(rest) = line.strip_prefix(prefix) {
+            let (table, name, tail) = table_and_name(rest)?;
+            return tail.is_empty().then(|| Message {
+                kind,
+                flags,
+                attributes: in_table(table, name_kind, name),
+                description: line.to_string(),
+            });
+        }
     }
     if let Some(rest) = line.strip_prefix("add rule ") {
         let (table, chain, rule) = table_and_name(rest)?;
@@ -533,15 +525,6 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
             description: line.to_string(),
         });
     }
-    if let Some(rest) = line.strip_prefix("delete set ") {
-        let (table, set, tail) = table_and_name(rest)?;
-        return tail.is_empty().then(|| Message {
-            kind: NFT_MSG_DELSET,
-            flags: 0,
-            attributes: in_table(table, 2, set),
-            description: line.to_string(),
-        });
-    }
     if let Some(rest) = line.strip_prefix("add element ") {
         let (table, set, elements) = table_and_name(rest)?;
         let parsed = parse_elements(elements)?;
@@ -549,7 +532,7 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
             kind: NFT_MSG_NEWSETELEM,
             flags: NLM_F_CREATE,
             attributes: element_list(table, set, &parsed, true),
-            description: format!("add element ip {table} {set} {elements}"),
+            description: line.to_string(),
         });
     }
     if let Some(rest) = line.strip_prefix("delete element ") {
@@ -562,7 +545,7 @@ fn translate_line(line: &str, sequence: u32) -> Option<Message> {
             kind: NFT_MSG_DELSETELEM,
             flags: 0,
             attributes: element_list(table, set, &parsed, false),
-            description: format!("delete element ip {table} {set} {elements}"),
+            description: line.to_string(),
         });
     }
     None
