@@ -200,9 +200,8 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
 
     // `runc run --detach` creates and starts in one runc process (one Go
     // start-up and one state round trip fewer than `create` + `start`).
-    let mut create = runc(&record, container_dir);
-    create
-        .arg("run")
+    let mut run = runc(&record, container_dir);
+    run.arg("run")
         .arg("--detach")
         .arg("--bundle")
         .arg(container_dir.join("bundle"))
@@ -211,13 +210,13 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
     let mut copiers: Vec<(LogStream, File)> = Vec::new();
     let sink;
     let console_master: Option<Arc<OwnedFd>>;
-    let mut create_child;
+    let mut run_child;
     if spec.tty {
         let _ = fs::remove_file(state::CONSOLE_SOCKET);
         let console_listener = UnixListener::bind(state::CONSOLE_SOCKET).map_err(
             crate::error::io_error("listen on", container_dir.join(state::CONSOLE_SOCKET)),
         )?;
-        create
+        run
             // runc resolves this after changing into the bundle directory;
             // a relative path keeps it under the 108-byte socket path limit.
             .arg("--console-socket")
@@ -226,8 +225,8 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        create_child = spawn(&mut create, "runc run")?;
-        let master = receive_console(&console_listener, &mut create_child).map_err(|error| {
+        run_child = spawn(&mut run, "runc run")?;
+        let master = receive_console(&console_listener, &mut run_child).map_err(|error| {
             let reason = state::last_runc_error(container_dir).unwrap_or_else(|| error.to_string());
             RuntimeError::StartFailed {
                 id: record.id.clone(),
@@ -261,12 +260,11 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
         } else {
             (Stdio::null(), None)
         };
-        create
-            .arg(&record.id)
+        run.arg(&record.id)
             .stdin(stdin_for_container)
             .stdout(Stdio::from(stdout_write))
             .stderr(Stdio::from(stderr_write));
-        create_child = spawn(&mut create, "runc run")?;
+        run_child = spawn(&mut run, "runc run")?;
         copiers.push((LogStream::Stdout, File::from(stdout_read)));
         copiers.push((LogStream::Stderr, File::from(stderr_read)));
         console_master = None;
@@ -278,7 +276,7 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
         };
     }
     // Our copies of the container's ends must go, or the pipes never reach EOF.
-    drop(create);
+    drop(run);
     // Output copiers run before the container's first write could fill a
     // pipe, so nothing is lost or blocked.
     let (done_sender, done_receiver) = mpsc::channel::<()>();
@@ -293,13 +291,13 @@ fn run_shim(container_dir: &Path, report: &mut Option<File>) -> Result<()> {
         });
     }
     drop(done_sender);
-    let created = create_child.wait().map_err(crate::error::io_error(
+    let exited = run_child.wait().map_err(crate::error::io_error(
         "wait for runc run in",
         container_dir,
     ))?;
-    if !created.success() {
+    if !exited.success() {
         let reason = state::last_runc_error(container_dir)
-            .unwrap_or_else(|| format!("runc run exited with {created}"));
+            .unwrap_or_else(|| format!("runc run exited with {exited}"));
         let _ = runc(&record, container_dir)
             .arg("delete")
             .arg("--force")
@@ -394,10 +392,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 /// Accepts runc's connection on the console socket and takes the pty
 /// master it sends, giving up if runc exits without sending one.
-fn receive_console(
-    listener: &UnixListener,
-    runc_create: &mut std::process::Child,
-) -> Result<OwnedFd> {
+fn receive_console(listener: &UnixListener, runc_run: &mut std::process::Child) -> Result<OwnedFd> {
     listener
         .set_nonblocking(true)
         .map_err(crate::error::io_error("configure", state::CONSOLE_SOCKET))?;
@@ -405,7 +400,7 @@ fn receive_console(
         match listener.accept() {
             Ok((stream, _)) => break stream,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Ok(Some(status)) = runc_create.try_wait() {
+                if let Ok(Some(status)) = runc_run.try_wait() {
                     return Err(RuntimeError::StartFailed {
                         id: String::new(),
                         reason: format!("runc run exited with {status} before sending the console"),
